@@ -1,0 +1,51 @@
+// Image decoding and LAVIS-exact preprocessing.
+//
+// Pipeline: decode_image() -> RGB uint8 (as Pillow's Image.open(p).convert("RGB"), with EXIF
+// orientation applied unless disabled) -> resize_bicubic_pil() (bit-exact Pillow 9.4 BICUBIC)
+// -> normalize_to_chw() (ToTensor + Normalize, float32 [3,H,W]).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mmsearch {
+
+// An 8-bit RGB image, row-major, interleaved: pixels[(y * width + x) * 3 + c].
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> pixels;
+};
+
+struct DecodeOptions {
+  // Rotate/flip by the EXIF Orientation tag, as the user sees the photo. false = strict LAVIS.
+  bool apply_exif_orientation = true;
+  // Decompression-bomb guard: images with more pixels than this are refused (Error kInput).
+  std::int64_t max_pixels = 178956970;  // Pillow's hard limit (2 * MAX_IMAGE_PIXELS)
+};
+
+// Decodes JPEG, PNG (8/16 bit, grey, palette, alpha), WebP, BMP, TIFF and GIF (first frame) to
+// RGB exactly as Pillow's convert("RGB") does (alpha dropped without compositing, grey
+// replicated). Throws Error(kInput) whose message names the file and the reason.
+RgbImage decode_image(const std::filesystem::path& path, const DecodeOptions& options = {});
+RgbImage decode_image_from_memory(const std::uint8_t* data, std::size_t size,
+                                  const std::string& name_for_errors,
+                                  const DecodeOptions& options = {});
+
+// True when the file's leading bytes are a known image signature (indexing finds images by
+// content, not by extension). Never throws; unreadable files return false.
+bool looks_like_image(const std::filesystem::path& path);
+
+// Pillow 9.4 Image.resize((out_width, out_height), BICUBIC): separable, antialiased when
+// shrinking, fixed-point, uint8 between passes. Bit-exact.
+RgbImage resize_bicubic_pil(const RgbImage& image, int out_width, int out_height);
+
+// torchvision ToTensor + Normalize: float32 CHW, (pixel / 255 - mean[c]) / std[c].
+std::vector<float> normalize_to_chw(const RgbImage& image, const std::array<float, 3>& mean,
+                                    const std::array<float, 3>& std);
+
+}  // namespace mmsearch

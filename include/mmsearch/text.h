@@ -1,0 +1,73 @@
+// Caption normalisation and bert-base-uncased WordPiece tokenisation, equal to LAVIS
+// (pre_caption) and transformers' slow BertTokenizer on every golden case.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace mmsearch {
+
+// LAVIS BlipCaptionProcessor.pre_caption: full Unicode lowercase, the punctuation set
+// .!"()*#:;~ to spaces, runs of Unicode whitespace collapsed, stripped, first max_words words.
+// Input and output are UTF-8. Invalid UTF-8 throws Error(kInput).
+std::string pre_caption(std::string_view caption, int max_words = 50);
+
+struct TokenizerOptions {
+  bool lowercase = true;              // do_lower_case (character-wise lowercase + strip accents)
+  bool tokenize_chinese_chars = true; // split CJK ideographs into single characters
+  // Special tokens matched case-sensitively before any other processing ("[CLS]", "[ENC]"...).
+  std::vector<std::string> never_split;
+  std::int64_t cls_id = 101;
+  std::int64_t sep_id = 102;
+  std::int64_t pad_id = 0;
+  std::string unk_token = "[UNK]";
+  int max_input_chars_per_word = 100;
+};
+
+struct Encoding {
+  std::vector<std::string> tokens;  // WordPiece tokens without [CLS]/[SEP]
+  std::vector<std::int64_t> ids;    // [CLS] tokens [SEP], after truncation
+  std::vector<std::int64_t> mask;   // 1 per id (0 for padding after batching)
+};
+
+// Row-major [count, length] batch, padded with pad_id / mask 0 on the right.
+struct BatchEncoding {
+  std::int64_t count = 0;
+  std::int64_t length = 0;
+  std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> mask;
+};
+
+class WordPieceTokenizer {
+ public:
+  // Reads a vocab.txt (one token per line, id = line number). Throws Error(kModel) naming the
+  // file when it cannot be read or lacks the special tokens the options need.
+  WordPieceTokenizer(const std::filesystem::path& vocab_file, TokenizerOptions options);
+  // Builds from an in-memory vocabulary (tests, the trainer's vocab builder).
+  WordPieceTokenizer(std::vector<std::string> vocab, TokenizerOptions options);
+
+  // BasicTokenizer + WordPiece, no special ids added.
+  std::vector<std::string> tokenize(std::string_view text) const;
+  std::int64_t token_to_id(const std::string& token) const;  // unk id when absent
+  const std::string& id_to_token(std::int64_t id) const;
+  std::size_t vocab_size() const { return vocab_.size(); }
+
+  // [CLS] + tokens + [SEP]; with max_length > 0, tokens truncated on the right so that the
+  // result has at most max_length ids (transformers truncation=True, max_length=N).
+  Encoding encode(std::string_view text, int max_length = 0) const;
+  // Batch: pad to the longest (pad_to_max_length false, transformers padding=True) or to
+  // max_length (padding="max_length").
+  BatchEncoding encode_batch(const std::vector<std::string>& texts, int max_length,
+                             bool pad_to_max_length) const;
+
+ private:
+  TokenizerOptions options_;
+  std::vector<std::string> vocab_;
+  std::unordered_map<std::string, std::int64_t> token_ids_;
+};
+
+}  // namespace mmsearch

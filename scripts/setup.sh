@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package mmsearch needs and builds it in Release.
+# Usage: scripts/setup.sh [--no-build]
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libtorch-dev libopenblas0-pthread
+  libopencv-dev libjpeg-dev libpng-dev
+  libsentencepiece-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
+  libutf8proc-dev libicu-dev libsqlite3-dev
+  googletest libgtest-dev
+  python3-torch python3-torchvision python3-pil python3-numpy python3-pytest
+  python3-sentencepiece
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [[ "${1:-}" == "--no-build" ]]; then exit 0; fi
+
+BUILD_DIR="${MMSEARCH_BUILD_DIR:-$ROOT/build}"
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
+cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
+echo "setup: built $BUILD_DIR/mmsearch" >&2
