@@ -1,0 +1,492 @@
+"""Model bundles: TorchScript export of a FeatureExtractor, the manifest, and a loader.
+
+A bundle is a folder holding `mmsearch.json`, `vocab.txt`, `image.pt`, `text.pt` and
+`multimodal.pt` (see models/README.md, the contract with the C++ side).
+
+Each TorchScript module is a small scripted wrapper around one path of the model. The wrapper
+casts its float inputs to the dtype of a `dtype_probe` buffer (which follows `module.to(...)`,
+so a bundle can be converted after loading) and returns float32. The model path itself is
+scripted when the model code allows it and traced otherwise; a traced path is checked on a
+second batch size / token count so that no shape is baked in by accident.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+FORMAT = "mmsearch-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "mmsearch.json"
+MODULE_FILES = {"image": "image.pt", "text": "text.pt", "multimodal": "multimodal.pt"}
+VOCAB_FILE = "vocab.txt"
+
+MEAN = [0.48145466, 0.4578275, 0.40821073]
+STD = [0.26862954, 0.26130258, 0.27577711]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+BERT_SPECIAL = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
+DEC_ID = 30522
+ENC_ID = 30523
+VOCAB_LINES = 30522
+
+
+class ExportError(Exception):
+    """The bundle could not be built or failed its round-trip check."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def check_vocab(path: Path) -> int:
+    """A bert-base-uncased style vocab: 30522 lines with the BERT special tokens in place."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExportError(f"{path}: cannot read vocab: {e}")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) != VOCAB_LINES:
+        raise ExportError(f"{path}: vocab has {len(lines)} lines, expected {VOCAB_LINES}")
+    for tok, i in BERT_SPECIAL.items():
+        if lines[i] != tok:
+            raise ExportError(f"{path}: vocab line {i} is {lines[i]!r}, expected {tok!r}")
+    return len(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Model paths (the part that is scripted or traced) and the outer wrappers (always scripted).
+
+
+class _ImagePath(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        return self.model.encode_image(pixels)
+
+
+class _TextPath(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
+        return self.model.encode_text(input_ids, attention_mask)
+
+
+class _MultimodalPath(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, vision_tokens: Tensor, input_ids: Tensor,
+                attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
+        return self.model.encode_multimodal(vision_tokens, input_ids, attention_mask)
+
+
+class ImageModule(nn.Module):
+    """pixels float32 [B,3,S,S] -> (vision_tokens, image_embeds, image_embeds_proj), float32."""
+
+    def __init__(self, path: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.path = path
+        self.register_buffer("dtype_probe", torch.zeros(1, dtype=dtype))
+
+    def forward(self, pixels: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        v, e, p = self.path(pixels.to(self.dtype_probe.dtype))
+        return v.float(), e.float(), p.float()
+
+
+class TextModule(nn.Module):
+    """input_ids int64 [B,L], attention_mask int64 [B,L] -> (text_embeds, text_embeds_proj)."""
+
+    def __init__(self, path: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.path = path
+        self.register_buffer("dtype_probe", torch.zeros(1, dtype=dtype))
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
+        t, p = self.path(input_ids.long(), attention_mask.long())
+        return t.float(), p.float()
+
+
+class MultimodalModule(nn.Module):
+    """(vision_tokens, input_ids, attention_mask) -> (multimodal_embeds, itm_logits).
+
+    BLIP: the first id is replaced by [ENC] here, so callers pass the text ids unchanged."""
+
+    def __init__(self, path: nn.Module, dtype: torch.dtype, enc_token_id: int, has_itm: bool):
+        super().__init__()
+        self.path = path
+        self.enc_token_id = enc_token_id
+        self.has_itm = has_itm
+        self.register_buffer("dtype_probe", torch.zeros(1, dtype=dtype))
+
+    def forward(self, vision_tokens: Tensor, input_ids: Tensor,
+                attention_mask: Tensor) -> Tuple[Tensor, Tensor]:
+        ids = input_ids.long()
+        if self.enc_token_id >= 0:
+            ids = ids.clone()
+            ids[:, 0] = self.enc_token_id
+        m, itm = self.path(vision_tokens.to(self.dtype_probe.dtype), ids, attention_mask.long())
+        if not self.has_itm:
+            itm = torch.zeros([ids.size(0), 0], dtype=torch.float32, device=ids.device)
+        return m.float(), itm.float()
+
+
+# --------------------------------------------------------------------------------------------
+# Sample inputs
+
+
+def sample_pixels(model, batch: int, seed: int = 0) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    s = int(model.image_size)
+    return torch.randn(batch, 3, s, s, generator=g)
+
+
+def sample_text(batch: int, length: int, seed: int = 0) -> Tuple[Tensor, Tensor]:
+    """[CLS] words [SEP] [PAD]..., row b has length - b%3 real tokens (at least 2)."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    ids = torch.randint(1000, 29000, (batch, length), generator=g)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for b in range(batch):
+        n = max(2, length - (b % 3))
+        ids[b, 0] = BERT_SPECIAL["[CLS]"]
+        ids[b, n - 1] = BERT_SPECIAL["[SEP]"]
+        ids[b, n:] = 0
+        mask[b, n:] = 0
+    return ids, mask
+
+
+def sample_vision_tokens(model, batch: int, seed: int = 0) -> Tensor:
+    g = torch.Generator().manual_seed(2000 + seed)
+    return torch.randn(batch, int(model.vision_tokens), int(model.vision_width), generator=g)
+
+
+# --------------------------------------------------------------------------------------------
+# Pruning: each module keeps only the top-level children its path uses.
+
+
+def _prune_for(model: nn.Module, run: Callable[[nn.Module], object]) -> nn.Module:
+    """A shallow copy of `model` whose unused top-level children are None.
+
+    Used children are found with forward pre-hooks; the pruned copy is checked to give the
+    same outputs, otherwise the full model is returned."""
+    used = set()
+    hooks = []
+    for name, child in model.named_children():
+        for m in child.modules():
+            hooks.append(m.register_forward_pre_hook(lambda mod, inp, n=name: used.add(n)))
+    try:
+        with torch.no_grad():
+            ref = run(model)
+    finally:
+        for h in hooks:
+            h.remove()
+    pruned = copy.copy(model)
+    pruned._modules = OrderedDict((n, c if n in used else None) for n, c in model._modules.items())
+    pruned._parameters = OrderedDict(model._parameters)
+    pruned._buffers = OrderedDict(model._buffers)
+    try:
+        with torch.no_grad():
+            out = run(pruned)
+        if all(torch.equal(a, b) for a, b in zip(ref, out)):
+            return pruned
+    except Exception:  # a child used without being called (e.g. only its .weight)
+        pass
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+
+
+def _to_script(path: nn.Module, example: Tuple[Tensor, ...], allow_trace: bool,
+               log: Callable[[str], None]) -> Tuple[torch.jit.ScriptModule, str]:
+    try:
+        return torch.jit.script(path), "script"
+    except Exception as e:  # the model code is not scriptable: trace it
+        if not allow_trace:
+            raise ExportError(f"cannot script {type(path).__name__}: {str(e).splitlines()[0]}")
+        log(f"export: {type(path).__name__[1:]} not scriptable ({str(e).strip().splitlines()[0][:100]}); tracing")
+    with torch.no_grad():
+        traced = torch.jit.trace(path, example, check_trace=False)
+    return traced, "trace"
+
+
+def _max_diff(a: Tensor, b: Tensor) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    if a.numel() == 0:
+        return 0.0
+    return float((a.float() - b.float()).abs().max())
+
+
+def _compare(what: str, ref, got, atol: float) -> float:
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(ref, got)):
+        d = _max_diff(a, b)
+        if d > atol or d != d:
+            raise ExportError(f"round trip failed: {what} output {i} differs from the eager model "
+                              f"(max |diff| {d:.3g} > {atol:g}, shapes {tuple(a.shape)} vs {tuple(b.shape)})")
+        worst = max(worst, d)
+    return worst
+
+
+def _eager(model, role: str, args):
+    with torch.no_grad():
+        if role == "image":
+            out = model.encode_image(args[0].to(_weight_dtype(model)))
+        elif role == "text":
+            out = model.encode_text(args[0], args[1])
+        else:
+            ids = args[1]
+            if model.family == "blip":
+                ids = ids.clone()
+                ids[:, 0] = int(model.enc_token_id)
+            out = model.encode_multimodal(args[0].to(_weight_dtype(model)), ids, args[2])
+    out = tuple(o.float() for o in out)
+    if role == "multimodal" and not bool(getattr(model, "has_itm", True)):
+        out = (out[0], torch.zeros(out[0].shape[0], 0))
+    return out
+
+
+def _weight_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def build_modules(model: nn.Module, allow_trace: bool = True,
+                  log: Callable[[str], None] = lambda s: None
+                  ) -> Dict[str, Tuple[torch.jit.ScriptModule, str]]:
+    """The three scripted modules for `model` (already in its final dtype, eval mode)."""
+    dtype = _weight_dtype(model)
+    family = model.family
+    enc = int(model.enc_token_id) if family == "blip" else -1
+    has_itm = bool(getattr(model, "has_itm", True))
+    # Trace examples: batch 2, 9 tokens (row 1 padded). Checks use other shapes.
+    px = sample_pixels(model, 1 if int(model.image_size) > 300 else 2).to(dtype)
+    ids, mask = sample_text(2, 9)
+    vt = sample_vision_tokens(model, 2).to(dtype)
+    mm_ids = ids.clone()
+    if enc >= 0:
+        mm_ids[:, 0] = enc
+
+    out = {}
+    m_img = _prune_for(model, lambda m: m.encode_image(px))
+    path, mode = _to_script(_ImagePath(m_img), (px,), allow_trace, log)
+    out["image"] = (torch.jit.script(ImageModule(path, dtype)), mode)
+    m_txt = _prune_for(model, lambda m: m.encode_text(ids, mask))
+    path, mode = _to_script(_TextPath(m_txt), (ids, mask), allow_trace, log)
+    out["text"] = (torch.jit.script(TextModule(path, dtype)), mode)
+    m_mm = _prune_for(model, lambda m: m.encode_multimodal(vt, mm_ids, mask))
+    path, mode = _to_script(_MultimodalPath(m_mm), (vt, mm_ids, mask), allow_trace, log)
+    out["multimodal"] = (torch.jit.script(MultimodalModule(path, dtype, enc, has_itm)), mode)
+    return out
+
+
+def verify_modules(model: nn.Module, modules: Dict[str, torch.jit.ScriptModule],
+                   atol: Optional[float] = None) -> Dict[str, float]:
+    """Compare each (loaded) module with the eager model on inputs of other shapes than the
+    trace examples. Returns the max |diff| per module; raises ExportError on a mismatch."""
+    dtype = _weight_dtype(model)
+    if atol is None:
+        atol = 1e-4 if dtype == torch.float32 else 2e-2
+    big = int(model.image_size) > 300
+    checks = {
+        "image": [(sample_pixels(model, 2 if big else 1, seed=1),)],
+        "text": [sample_text(3, 13, seed=1), sample_text(1, 5, seed=2)],
+        "multimodal": [(sample_vision_tokens(model, 3, seed=1),) + sample_text(3, 12, seed=3),
+                       (sample_vision_tokens(model, 1, seed=2),) + sample_text(1, 4, seed=4)],
+    }
+    worst = {}
+    for role, cases in checks.items():
+        mod = modules[role]
+        worst[role] = 0.0
+        for args in cases:
+            ref = _eager(model, role, args)
+            with torch.no_grad():
+                got = mod(*args)
+            for t in got:
+                if t.dtype != torch.float32:
+                    raise ExportError(f"round trip failed: {role} returned {t.dtype}, not float32")
+            worst[role] = max(worst[role], _compare(f"{MODULE_FILES[role]} {tuple(args[0].shape)}",
+                                                    ref, got, atol))
+    return worst
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+
+
+def text_rules(family: str) -> dict:
+    special = dict(BERT_SPECIAL)
+    special["[DEC]"] = DEC_ID
+    if family == "blip":
+        special["[ENC]"] = ENC_ID
+    return {
+        "vocab": VOCAB_FILE,
+        "vocab_size": VOCAB_LINES,
+        "normalise": "lavis-pre-caption",
+        "max_words": 50,
+        "lowercase": True,
+        "max_tokens": 35,
+        "itm_max_tokens": 35 if family == "blip" else 32,
+        "cls_token_id": BERT_SPECIAL["[CLS]"],
+        "sep_token_id": BERT_SPECIAL["[SEP]"],
+        "pad_token_id": BERT_SPECIAL["[PAD]"],
+        "unk_token_id": BERT_SPECIAL["[UNK]"],
+        "enc_token_id": ENC_ID if family == "blip" else None,
+        "special_tokens": special,
+    }
+
+
+def make_manifest(*, name: str, family: str, description: str, vision_encoder: str,
+                  model: nn.Module, weights_dtype: str, source: dict,
+                  files: Dict[str, str], lavis: Optional[dict] = None,
+                  export_modes: Optional[Dict[str, str]] = None) -> dict:
+    blip2 = family == "blip2"
+    m = OrderedDict()
+    m["format"] = FORMAT
+    m["format_version"] = FORMAT_VERSION
+    m["name"] = name
+    m["family"] = family
+    m["description"] = description
+    m["vision_encoder"] = vision_encoder
+    m["image"] = {"size": int(model.image_size), "mean": MEAN, "std": STD,
+                  "resize": "pil-bicubic-squash"}
+    m["text"] = text_rules(family)
+    m["dims"] = {
+        "vision_tokens": int(model.vision_tokens),
+        "vision_width": int(model.vision_width),
+        "image_tokens": int(model.image_tokens),
+        "hidden": int(model.hidden),
+        "embed": int(model.embed_dim),
+        "query_tokens": int(model.query_tokens) if blip2 else 0,
+    }
+    m["itm"] = bool(getattr(model, "has_itm", True))
+    m["similarity"] = {"text_image": "max-over-queries" if blip2 else "cls",
+                       "image_image": "mean-of-queries" if blip2 else "cls"}
+    m["weights_dtype"] = weights_dtype
+    m["modules"] = dict(MODULE_FILES)
+    if export_modes:
+        m["export_modes"] = dict(export_modes)
+    if lavis:
+        m["lavis"] = lavis
+    m["source"] = source
+    m["torch_version"] = torch.__version__
+    m["files"] = files
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# Writing (atomically) and loading
+
+
+@contextmanager
+def staging_dir(dest: Path):
+    """Yields a fresh temporary folder beside `dest`; on success it replaces `dest`, on any
+    failure it is removed. `dest` is never seen half-written."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    try:
+        if dest.exists() or dest.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.rmdir(old)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not dest.exists():
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, description: str,
+                 vision_encoder: str, weights_dtype: str, vocab: Path, source: dict,
+                 lavis: Optional[dict] = None, allow_trace: bool = True, verify: bool = True,
+                 log: Callable[[str], None] = lambda s: None) -> dict:
+    """Export `model` (eval, weights already in `weights_dtype`) to the bundle folder `dest`.
+    Returns the manifest. Raises ExportError; `dest` is untouched on failure."""
+    check_vocab(vocab)
+    modules = build_modules(model, allow_trace=allow_trace, log=log)
+    with staging_dir(dest) as tmp:
+        files = {}
+        for role, fname in MODULE_FILES.items():
+            modules[role][0].save(str(tmp / fname))
+        shutil.copyfile(vocab, tmp / VOCAB_FILE)
+        for fname in list(MODULE_FILES.values()) + [VOCAB_FILE]:
+            files[fname] = sha256_file(tmp / fname)
+        manifest = make_manifest(name=name, family=family, description=description,
+                                 vision_encoder=vision_encoder, model=model,
+                                 weights_dtype=weights_dtype, source=source, files=files,
+                                 lavis=lavis,
+                                 export_modes={r: m for r, (_, m) in modules.items()})
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if verify:
+            loaded = load_bundle(tmp)
+            worst = verify_modules(model, {r: loaded[r] for r in MODULE_FILES})
+            log("export: round trip ok, max |diff| vs eager: "
+                + ", ".join(f"{r} {d:.2g}" for r, d in worst.items()))
+    return manifest
+
+
+class Bundle(dict):
+    """`load_bundle` result: keys "manifest", "path" and the loaded modules by role
+    ("image", "text", "multimodal"; loaded lazily)."""
+
+    def __missing__(self, role):
+        if role not in MODULE_FILES:
+            raise KeyError(role)
+        mod = torch.jit.load(str(Path(self["path"]) / MODULE_FILES[role]), map_location="cpu")
+        mod.eval()
+        self[role] = mod
+        return mod
+
+
+def load_bundle(path: Path, check_hashes: bool = True) -> Bundle:
+    path = Path(path)
+    mpath = path / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{mpath}: cannot read manifest: {e}")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ExportError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} bundle "
+                          f"(format {manifest.get('format')!r} v{manifest.get('format_version')!r})")
+    if check_hashes:
+        for fname, digest in manifest["files"].items():
+            f = path / fname
+            if not f.is_file():
+                raise ExportError(f"{path}: {fname} is missing")
+            if sha256_file(f) != digest:
+                raise ExportError(f"{path}: {fname} does not match its sha256 in the manifest")
+    return Bundle(manifest=manifest, path=str(path))
