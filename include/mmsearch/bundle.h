@@ -1,0 +1,123 @@
+// Model bundles: the manifest (`mmsearch.json`) and where bundles are found.
+// The contract is models/README.md; this file is its C++ reader and enforcer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mmsearch {
+
+inline constexpr int kBundleFormatVersion = 1;
+inline constexpr const char* kManifestFileName = "mmsearch.json";
+
+struct ImageSpec {
+  int size = 0;
+  std::array<float, 3> mean{};
+  std::array<float, 3> std{};
+  std::string resize;  // "pil-bicubic-squash"
+};
+
+struct TextSpec {
+  std::string vocab_file;  // relative to the bundle folder
+  std::string normalise;   // "lavis-pre-caption"
+  int max_words = 50;
+  bool lowercase = true;
+  int max_tokens = 35;      // ids incl. [CLS]/[SEP] for index and query text
+  int itm_max_tokens = 35;  // ids for the ITM head (BLIP-2: 32)
+  std::int64_t cls_token_id = 101;
+  std::int64_t sep_token_id = 102;
+  std::int64_t pad_token_id = 0;
+  std::int64_t unk_token_id = 100;
+  std::optional<std::int64_t> enc_token_id;           // BLIP only
+  std::map<std::string, std::int64_t> special_tokens;  // name -> id, incl. those beyond the vocab
+};
+
+struct Dims {
+  int vision_tokens = 0;
+  int vision_width = 0;
+  int image_tokens = 0;
+  int hidden = 0;
+  int embed = 0;
+  int query_tokens = 0;  // 0 for BLIP
+};
+
+struct Manifest {
+  std::string name;
+  std::string family;  // "blip" | "blip2"
+  std::string description;
+  std::string vision_encoder;
+  ImageSpec image;
+  TextSpec text;
+  Dims dims;
+  bool itm = false;
+  std::string similarity_text_image;   // "cls" | "max-over-queries"
+  std::string similarity_image_image;  // "cls" | "mean-of-queries"
+  std::string weights_dtype;           // "fp32" | "bf16" | "fp16"
+  std::string source_kind;             // "checkpoint" | "deterministic" | "tiny" | "trained"
+  std::string torch_version;
+  std::map<std::string, std::string> files;  // file name -> sha256
+  nlohmann::json raw;
+};
+
+// Parses and validates a manifest. Throws Error(kModel) naming `origin` and the bad field.
+Manifest parse_manifest(const nlohmann::json& json, const std::string& origin);
+
+// The libtorch version this binary runs, "major.minor.patch".
+std::string runtime_torch_version();
+
+class Bundle {
+ public:
+  // Reads and validates <dir>/mmsearch.json (format, version, torch version, that every listed
+  // file exists). Throws Error(kModel) with the folder and the reason.
+  static Bundle open(const std::filesystem::path& dir);
+
+  // Checks every file's sha256 against the manifest. Results are cached per (path, size,
+  // mtime) in `cache_file` when it is non-empty, so that a query does not re-hash gigabytes of
+  // weights on every start. Throws Error(kModel) naming the first mismatching file.
+  void verify_files(const std::filesystem::path& cache_file = {}) const;
+
+  const Manifest& manifest() const { return manifest_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  std::filesystem::path file(const std::string& name) const { return dir_ / name; }
+  // Stable identity for the index: name + sha256 of the manifest bytes (which list every
+  // file's sha256), so a re-exported bundle never mixes with old vectors.
+  const std::string& identity() const { return identity_; }
+  std::uintmax_t size_on_disk() const;
+
+ private:
+  std::filesystem::path dir_;
+  Manifest manifest_;
+  std::string identity_;
+};
+
+// Folders searched for bundles, in order: --models DIR, $MMSEARCH_MODELS, ./models, then the
+// install prefix's share/mmsearch/models. Missing folders are kept out.
+std::vector<std::filesystem::path> model_search_path(const std::string& cli_models_dir);
+
+// A bundle folder as found on the search path, valid or not.
+struct BundleListing {
+  std::string name;
+  std::filesystem::path dir;
+  std::optional<Bundle> bundle;  // set when valid
+  std::string invalid_reason;    // set when not
+};
+
+// Every folder holding a mmsearch.json under the search path; a name found twice keeps the
+// first. Never throws for a broken bundle: it is listed with its reason.
+std::vector<BundleListing> discover_bundles(const std::vector<std::filesystem::path>& search_path,
+                                            bool verify_hashes,
+                                            const std::filesystem::path& verify_cache = {});
+
+// Finds the bundle `name` (or a path to a bundle folder) on the search path. Throws
+// Error(kModel) saying where it looked and which models exist.
+Bundle find_bundle(const std::string& name_or_path,
+                   const std::vector<std::filesystem::path>& search_path);
+
+}  // namespace mmsearch

@@ -1,0 +1,98 @@
+// Runs a bundle's TorchScript modules: pixels and token ids in, LAVIS extract_features
+// outputs out. Each module is loaded on first use, so a text query never loads the vision
+// encoder. Tensors follow models/README.md (float32 out, [B, ...] batches).
+#pragma once
+
+#include <torch/script.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mmsearch/bundle.h"
+#include "mmsearch/image.h"
+#include "mmsearch/text.h"
+
+namespace mmsearch {
+
+enum class InferenceDtype { kFloat32, kBFloat16 };
+
+// "fp32" / "bf16" -> dtype; throws Error(kUsage) otherwise.
+InferenceDtype parse_inference_dtype(const std::string& name);
+
+// Process-wide thread set-up, done once by the binary (not by library calls): libtorch's
+// OpenMP pool and OpenBLAS's pthread pool would otherwise both spin on every core and fight
+// (3x slower measured on 2 cores). `threads` is the number of cores mmsearch may use.
+void configure_threads(int threads);
+// What configure_threads chose, for logs and benchmarks.
+struct ThreadConfig {
+  int torch_threads = 0;
+  int blas_threads = 0;  // -1 when the BLAS is not OpenBLAS
+};
+ThreadConfig current_thread_config();
+
+// A tokenised text batch, row-major [count, length] int64, as the modules take it.
+struct TextBatch {
+  std::vector<std::string> normalised;  // pre_caption output per text
+  torch::Tensor input_ids;              // int64 [B, L]
+  torch::Tensor attention_mask;         // int64 [B, L]
+};
+
+struct ImageOutputs {
+  torch::Tensor vision_tokens;      // [B, Nv, Dv]
+  torch::Tensor image_embeds;       // [B, Ni, D]
+  torch::Tensor image_embeds_proj;  // [B, Ni, E], L2-normalised
+};
+
+struct TextOutputs {
+  torch::Tensor text_embeds;       // [B, L, D]
+  torch::Tensor text_embeds_proj;  // [B, L, E], L2-normalised
+};
+
+struct MultimodalOutputs {
+  torch::Tensor multimodal_embeds;  // [B, M, D]
+  torch::Tensor itm_logits;         // [B, 2], or [B, 0] when the bundle has no ITM head
+};
+
+class Encoder {
+ public:
+  Encoder(Bundle bundle, InferenceDtype dtype = InferenceDtype::kFloat32);
+
+  const Bundle& bundle() const { return bundle_; }
+  const Manifest& manifest() const { return bundle_.manifest(); }
+  const WordPieceTokenizer& tokenizer() const;
+
+  // Resize + normalise decoded images to the bundle's input: float32 [B, 3, S, S].
+  torch::Tensor preprocess(const std::vector<RgbImage>& images) const;
+  // One image, [3, S, S]; thread-safe, for decoding workers.
+  torch::Tensor preprocess_one(const RgbImage& image) const;
+
+  // pre_caption (per the manifest) + WordPiece. max_tokens 0 = no truncation, padded to the
+  // longest (what LAVIS extract_features does); N > 0 truncates to N ids and pads to the
+  // longest, or to N when pad_to_max is set.
+  TextBatch tokenize(const std::vector<std::string>& texts, int max_tokens,
+                     bool pad_to_max = false) const;
+
+  ImageOutputs encode_image(const torch::Tensor& pixels);
+  TextOutputs encode_text(const TextBatch& batch);
+  // Row b pairs vision_tokens[b] with text b.
+  MultimodalOutputs encode_multimodal(const torch::Tensor& vision_tokens,
+                                      const TextBatch& batch);
+
+ private:
+  torch::jit::Module& module(const std::string& file, std::optional<torch::jit::Module>& slot);
+  std::vector<torch::IValue> run(torch::jit::Module& module, std::vector<torch::IValue> inputs,
+                                 std::size_t expected_outputs, const std::string& file);
+
+  Bundle bundle_;
+  InferenceDtype dtype_;
+  mutable std::once_flag tokenizer_once_;
+  mutable std::unique_ptr<WordPieceTokenizer> tokenizer_;
+  std::optional<torch::jit::Module> image_module_;
+  std::optional<torch::jit::Module> text_module_;
+  std::optional<torch::jit::Module> multimodal_module_;
+};
+
+}  // namespace mmsearch

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: GoogleTest/CTest (unit + CLI
+# integration) and pytest (model fidelity, export, end-to-end goldens through the binary).
+# Usage: scripts/test.sh [--all-models]   (--all-models also runs the three slow EVA/384 models)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PY=/usr/bin/python3
+EXTRA_PYTEST=()
+if [[ "${1:-}" == "--all-models" ]]; then EXTRA_PYTEST+=(--all-models); fi
+
+if [[ ! -d ../shared/golden ]]; then
+  echo "test.sh: ../shared (golden data and test images) is missing beside the repo" >&2
+  exit 2
+fi
+
+scripts/setup.sh --no-build
+
+BUILD_DIR="${MMSEARCH_BUILD_DIR:-$ROOT/build}"
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$BUILD_DIR" -j"$(nproc)"
+
+# Tiny bundles of all five architectures, used by the C++ CLI tests and pytest.
+export MMSEARCH_TEST_MODELS="$BUILD_DIR/test-models"
+scripts/make_test_bundles.sh "$MMSEARCH_TEST_MODELS"
+
+export MMSEARCH_BIN="$BUILD_DIR/mmsearch"
+status=0
+(cd "$BUILD_DIR" && ctest --output-on-failure -j"$(nproc)") || status=$?
+
+"$PY" -m pytest -q -p no:cacheprovider tests/python "${EXTRA_PYTEST[@]}" || status=$?
+
+if [[ $status -ne 0 ]]; then echo "test.sh: FAILED (status $status)" >&2; fi
+exit $status

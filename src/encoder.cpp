@@ -1,0 +1,178 @@
+#include "mmsearch/encoder.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "mmsearch/error.h"
+
+namespace mmsearch {
+namespace {
+
+// OpenBLAS exports these from the libblas.so.3 that libtorch links; looked up at run time so
+// that a reference BLAS (no such symbols) still works, only slower.
+using SetBlasThreads = void (*)(int);
+using GetBlasThreads = int (*)();
+
+SetBlasThreads openblas_setter() {
+  return reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+}
+GetBlasThreads openblas_getter() {
+  return reinterpret_cast<GetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+}
+
+torch::Tensor to_int64_tensor(const std::vector<std::int64_t>& values, std::int64_t rows,
+                              std::int64_t cols) {
+  return torch::from_blob(const_cast<std::int64_t*>(values.data()), {rows, cols}, torch::kInt64)
+      .clone();
+}
+
+}  // namespace
+
+InferenceDtype parse_inference_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return InferenceDtype::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return InferenceDtype::kBFloat16;
+  throw Error(ErrorKind::kUsage, "unknown --dtype '" + name + "' (expected fp32 or bf16)");
+}
+
+void configure_threads(int threads) {
+  threads = std::max(1, threads);
+  // Measured on 2 cores (bench_encoder): matrix products dominate BLIP inference and run in
+  // OpenBLAS's pool; the element-wise rest runs in libtorch's OpenMP pool. Giving OpenBLAS all
+  // cores and libtorch's intra-op pool the same count makes both spin-wait on the same cores,
+  // so libtorch gets one thread when OpenBLAS is present and all cores otherwise.
+  if (auto set_blas = openblas_setter()) {
+    set_blas(threads);
+    at::set_num_threads(1);
+  } else {
+    at::set_num_threads(threads);
+  }
+  at::set_num_interop_threads(1);
+}
+
+ThreadConfig current_thread_config() {
+  ThreadConfig config;
+  config.torch_threads = at::get_num_threads();
+  auto get_blas = openblas_getter();
+  config.blas_threads = get_blas ? get_blas() : -1;
+  return config;
+}
+
+Encoder::Encoder(Bundle bundle, InferenceDtype dtype) : bundle_(std::move(bundle)), dtype_(dtype) {}
+
+const WordPieceTokenizer& Encoder::tokenizer() const {
+  std::call_once(tokenizer_once_, [this] {
+    const TextSpec& spec = manifest().text;
+    TokenizerOptions options;
+    options.lowercase = spec.lowercase;
+    options.cls_id = spec.cls_token_id;
+    options.sep_id = spec.sep_token_id;
+    options.pad_id = spec.pad_token_id;
+    for (const auto& [token, id] : spec.special_tokens) {
+      options.never_split.push_back(token);
+      options.added_tokens[token] = id;
+    }
+    tokenizer_ = std::make_unique<WordPieceTokenizer>(bundle_.file(spec.vocab_file), options);
+  });
+  return *tokenizer_;
+}
+
+torch::Tensor Encoder::preprocess_one(const RgbImage& image) const {
+  const ImageSpec& spec = manifest().image;
+  const RgbImage resized = resize_bicubic_pil(image, spec.size, spec.size);
+  std::vector<float> chw = normalize_to_chw(resized, spec.mean, spec.std);
+  return torch::from_blob(chw.data(), {3, spec.size, spec.size}, torch::kFloat32).clone();
+}
+
+torch::Tensor Encoder::preprocess(const std::vector<RgbImage>& images) const {
+  std::vector<torch::Tensor> tensors;
+  tensors.reserve(images.size());
+  for (const auto& image : images) tensors.push_back(preprocess_one(image));
+  return torch::stack(tensors);
+}
+
+TextBatch Encoder::tokenize(const std::vector<std::string>& texts, int max_tokens,
+                            bool pad_to_max) const {
+  const TextSpec& spec = manifest().text;
+  TextBatch batch;
+  batch.normalised.reserve(texts.size());
+  for (const auto& text : texts) {
+    batch.normalised.push_back(spec.normalise == "lavis-pre-caption"
+                                   ? pre_caption(text, spec.max_words)
+                                   : text);
+  }
+  const BatchEncoding encoded = tokenizer().encode_batch(batch.normalised, max_tokens, pad_to_max);
+  batch.input_ids = to_int64_tensor(encoded.ids, encoded.count, encoded.length);
+  batch.attention_mask = to_int64_tensor(encoded.mask, encoded.count, encoded.length);
+  return batch;
+}
+
+torch::jit::Module& Encoder::module(const std::string& file,
+                                    std::optional<torch::jit::Module>& slot) {
+  if (slot) return *slot;
+  const auto path = bundle_.file(file);
+  try {
+    slot = torch::jit::load(path.string(), torch::kCPU);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kModel, path.string() + ": cannot load TorchScript module: " +
+                                       e.what_without_backtrace());
+  }
+  slot->eval();
+  if (dtype_ == InferenceDtype::kBFloat16) slot->to(torch::kBFloat16);
+  return *slot;
+}
+
+std::vector<torch::IValue> Encoder::run(torch::jit::Module& module,
+                                        std::vector<torch::IValue> inputs,
+                                        std::size_t expected_outputs, const std::string& file) {
+  torch::IValue output;
+  try {
+    output = module.forward(std::move(inputs));
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kModel,
+                bundle_.file(file).string() + ": forward failed: " + e.what_without_backtrace());
+  }
+  if (!output.isTuple()) {
+    throw Error(ErrorKind::kModel, bundle_.file(file).string() +
+                                       ": returned a non-tuple, violating the bundle contract");
+  }
+  auto elements = output.toTuple()->elements();
+  if (elements.size() != expected_outputs) {
+    throw Error(ErrorKind::kModel, bundle_.file(file).string() + ": returned " +
+                                       std::to_string(elements.size()) + " outputs, expected " +
+                                       std::to_string(expected_outputs));
+  }
+  return {elements.begin(), elements.end()};
+}
+
+ImageOutputs Encoder::encode_image(const torch::Tensor& pixels) {
+  c10::InferenceMode guard;
+  auto outputs = run(module("image.pt", image_module_), {pixels.to(torch::kFloat32)}, 3,
+                     "image.pt");
+  return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32),
+          outputs[2].toTensor().to(torch::kFloat32)};
+}
+
+TextOutputs Encoder::encode_text(const TextBatch& batch) {
+  c10::InferenceMode guard;
+  auto outputs = run(module("text.pt", text_module_), {batch.input_ids, batch.attention_mask}, 2,
+                     "text.pt");
+  return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32)};
+}
+
+MultimodalOutputs Encoder::encode_multimodal(const torch::Tensor& vision_tokens,
+                                             const TextBatch& batch) {
+  if (vision_tokens.size(0) != batch.input_ids.size(0)) {
+    throw Error(ErrorKind::kInternal, "encode_multimodal: vision and text batch sizes differ");
+  }
+  c10::InferenceMode guard;
+  auto outputs = run(module("multimodal.pt", multimodal_module_),
+                     {vision_tokens.to(torch::kFloat32), batch.input_ids, batch.attention_mask},
+                     2, "multimodal.pt");
+  return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32)};
+}
+
+}  // namespace mmsearch
