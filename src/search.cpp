@@ -1,0 +1,308 @@
+#include "mmsearch/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <queue>
+#include <string_view>
+#include <unordered_set>
+
+#include "mmsearch/error.h"
+
+namespace mmsearch {
+namespace {
+
+// The scan is memory-bound: one pass over count * dim floats. Sixteen independent partial sums
+// let the compiler vectorise the loop without -ffast-math (each lane accumulates its own sum,
+// so no reassociation is needed), and target_clones picks AVX2+FMA at load time on machines
+// that have it while the build stays portable x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MMSEARCH_MULTIVERSION __attribute__((target_clones("avx2,fma", "default")))
+#else
+#define MMSEARCH_MULTIVERSION
+#endif
+
+MMSEARCH_MULTIVERSION
+float dot(const float* a, const float* b, int n) {
+  constexpr int kLanes = 16;
+  float partial[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int lane = 0; lane < kLanes; ++lane) partial[lane] += a[i + lane] * b[i + lane];
+  }
+  float sum = 0.0f;
+  for (; i < n; ++i) sum += a[i] * b[i];
+  for (int lane = 0; lane < kLanes; ++lane) sum += partial[lane];
+  return sum;
+}
+
+// scores[i] = rows[i * stride] . query for i < count: a strided matrix-vector product.
+MMSEARCH_MULTIVERSION
+void gemv_strided(const float* rows, std::int64_t count, std::int64_t stride, const float* query,
+                  int dim, float* scores) {
+  constexpr int kLanes = 16;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float* row = rows + i * stride;
+    float partial[kLanes] = {};
+    int d = 0;
+    for (; d + kLanes <= dim; d += kLanes) {
+      for (int lane = 0; lane < kLanes; ++lane) partial[lane] += row[d + lane] * query[d + lane];
+    }
+    float sum = 0.0f;
+    for (; d < dim; ++d) sum += row[d] * query[d];
+    for (int lane = 0; lane < kLanes; ++lane) sum += partial[lane];
+    scores[i] = sum;
+  }
+}
+
+void check_shape(const Embeddings& e, const char* what) {
+  if (e.count < 0 || e.vectors_per_item <= 0 || e.dim <= 0) {
+    if (e.count == 0 && e.values.empty()) return;
+    throw Error(ErrorKind::kUsage, std::string(what) + ": invalid embeddings shape");
+  }
+  const auto expected = static_cast<std::size_t>(e.count) * e.vectors_per_item * e.dim;
+  if (e.values.size() != expected) {
+    throw Error(ErrorKind::kUsage, std::string(what) + ": " + std::to_string(e.values.size()) +
+                                       " values for " + std::to_string(e.count) + " x " +
+                                       std::to_string(e.vectors_per_item) + " x " +
+                                       std::to_string(e.dim));
+  }
+}
+
+void normalize_vector(float* v, int dim) {
+  const float norm = std::sqrt(dot(v, v, dim));
+  if (norm > 0.0f) {
+    const float inv = 1.0f / norm;
+    for (int d = 0; d < dim; ++d) v[d] *= inv;
+  }
+}
+
+}  // namespace
+
+const char* to_string(ScoreRule rule) {
+  switch (rule) {
+    case ScoreRule::kCls:
+      return "cls";
+    case ScoreRule::kMaxOverQueries:
+      return "max-over-queries";
+    case ScoreRule::kMeanOfQueries:
+      return "mean-of-queries";
+  }
+  return "?";
+}
+
+ScoreRule score_rule_from_string(const std::string& name) {
+  for (ScoreRule rule :
+       {ScoreRule::kCls, ScoreRule::kMaxOverQueries, ScoreRule::kMeanOfQueries}) {
+    if (name == to_string(rule)) return rule;
+  }
+  throw Error(ErrorKind::kUsage, "unknown score rule '" + name +
+                                     "' (expected cls, max-over-queries or mean-of-queries)");
+}
+
+void l2_normalize(Embeddings& embeddings) {
+  check_shape(embeddings, "l2_normalize");
+  const std::int64_t rows = embeddings.count * embeddings.vectors_per_item;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    normalize_vector(embeddings.values.data() + r * embeddings.dim, embeddings.dim);
+  }
+}
+
+Embeddings mean_of_queries(const Embeddings& embeddings) {
+  check_shape(embeddings, "mean_of_queries");
+  Embeddings means;
+  means.count = embeddings.count;
+  means.vectors_per_item = 1;
+  means.dim = embeddings.dim;
+  means.values.assign(static_cast<std::size_t>(means.count) * means.dim, 0.0f);
+  for (std::int64_t i = 0; i < embeddings.count; ++i) {
+    const float* item = embeddings.item(i);
+    float* mean = means.item(i);
+    for (int q = 0; q < embeddings.vectors_per_item; ++q) {
+      const float* v = item + static_cast<std::int64_t>(q) * embeddings.dim;
+      for (int d = 0; d < embeddings.dim; ++d) mean[d] += v[d];
+    }
+    // Dividing by the count before normalising would change nothing: only the direction counts.
+    normalize_vector(mean, means.dim);
+  }
+  return means;
+}
+
+std::vector<float> score_items(const Embeddings& query, const Embeddings& items,
+                               ScoreRule rule) {
+  check_shape(query, "query");
+  check_shape(items, "items");
+  if (query.count != 1) {
+    throw Error(ErrorKind::kUsage,
+                "score_items: the query must be one item, got " + std::to_string(query.count));
+  }
+  std::vector<float> scores(static_cast<std::size_t>(items.count), 0.0f);
+  if (items.count == 0) return scores;
+  if (query.dim != items.dim) {
+    throw Error(ErrorKind::kUsage, "query vectors have " + std::to_string(query.dim) +
+                                       " dimensions, the stored ones " +
+                                       std::to_string(items.dim) +
+                                       " (were they made by another model?)");
+  }
+  const int dim = items.dim;
+  const std::int64_t item_stride = static_cast<std::int64_t>(items.vectors_per_item) * dim;
+  switch (rule) {
+    case ScoreRule::kCls:
+      gemv_strided(items.values.data(), items.count, item_stride, query.values.data(), dim,
+                   scores.data());
+      return scores;
+    case ScoreRule::kMeanOfQueries: {
+      const Embeddings query_mean = mean_of_queries(query);
+      if (items.vectors_per_item == 1) {
+        // Taken as already reduced by mean_of_queries() (or a one-vector model): plain gemv.
+        gemv_strided(items.values.data(), items.count, dim, query_mean.values.data(), dim,
+                     scores.data());
+      } else {
+        const Embeddings item_means = mean_of_queries(items);
+        gemv_strided(item_means.values.data(), items.count, dim, query_mean.values.data(), dim,
+                     scores.data());
+      }
+      return scores;
+    }
+    case ScoreRule::kMaxOverQueries: {
+      // One gemv per query vector over every stored vector, then a max per item. For the common
+      // text query (one vector) this is a single pass over the matrix.
+      const std::int64_t all_rows = items.count * items.vectors_per_item;
+      std::vector<float> row_scores(static_cast<std::size_t>(all_rows));
+      std::fill(scores.begin(), scores.end(), -std::numeric_limits<float>::infinity());
+      for (int q = 0; q < query.vectors_per_item; ++q) {
+        gemv_strided(items.values.data(), all_rows, dim,
+                     query.values.data() + static_cast<std::int64_t>(q) * dim, dim,
+                     row_scores.data());
+        for (std::int64_t i = 0; i < items.count; ++i) {
+          const float* s = row_scores.data() + i * items.vectors_per_item;
+          const float best = *std::max_element(s, s + items.vectors_per_item);
+          scores[i] = std::max(scores[i], best);
+        }
+      }
+      return scores;
+    }
+  }
+  throw Error(ErrorKind::kUsage, "unknown score rule");
+}
+
+std::vector<float> score_matrix(const Embeddings& queries, const Embeddings& items,
+                                ScoreRule rule) {
+  check_shape(queries, "queries");
+  check_shape(items, "items");
+  std::vector<float> matrix(static_cast<std::size_t>(queries.count * items.count));
+  if (queries.count == 0 || items.count == 0) return matrix;
+  // Reduce each side once rather than once per query.
+  Embeddings reduced_items;
+  const Embeddings* scored_items = &items;
+  if (rule == ScoreRule::kMeanOfQueries && items.vectors_per_item > 1) {
+    reduced_items = mean_of_queries(items);
+    scored_items = &reduced_items;
+  }
+  Embeddings one;
+  one.count = 1;
+  one.vectors_per_item = queries.vectors_per_item;
+  one.dim = queries.dim;
+  const std::size_t query_size = static_cast<std::size_t>(queries.vectors_per_item) * queries.dim;
+  for (std::int64_t r = 0; r < queries.count; ++r) {
+    one.values.assign(queries.item(r), queries.item(r) + query_size);
+    const std::vector<float> row = score_items(one, *scored_items, rule);
+    std::copy(row.begin(), row.end(), matrix.begin() + r * items.count);
+  }
+  return matrix;
+}
+
+std::vector<float> fuse_scores(const std::vector<WeightedScores>& terms) {
+  if (terms.empty()) throw Error(ErrorKind::kUsage, "no query terms to combine");
+  double weight_sum = 0.0;
+  for (const WeightedScores& term : terms) {
+    if (!std::isfinite(term.weight)) {
+      throw Error(ErrorKind::kUsage, "query term weight is not a finite number");
+    }
+    if (term.scores.size() != terms.front().scores.size()) {
+      throw Error(ErrorKind::kUsage, "query terms were scored over different item sets");
+    }
+    weight_sum += std::fabs(term.weight);
+  }
+  if (weight_sum == 0.0) throw Error(ErrorKind::kUsage, "all query term weights are zero");
+  std::vector<float> combined(terms.front().scores.size(), 0.0f);
+  for (const WeightedScores& term : terms) {
+    const float w = static_cast<float>(term.weight / weight_sum);
+    for (std::size_t i = 0; i < combined.size(); ++i) combined[i] += w * term.scores[i];
+  }
+  return combined;
+}
+
+ParsedTerm parse_weighted_term(const std::string& term) {
+  ParsedTerm parsed{term, 1.0f};
+  const std::size_t colon = term.find(':');
+  if (colon != std::string::npos) {
+    std::string_view prefix(term.data(), colon);
+    float sign = 1.0f;
+    if (!prefix.empty() && (prefix.front() == '-' || prefix.front() == '+')) {
+      sign = prefix.front() == '-' ? -1.0f : 1.0f;
+      prefix.remove_prefix(1);
+    }
+    bool numeric = !prefix.empty();
+    bool seen_dot = false, seen_digit = false;
+    for (char c : prefix) {
+      if (c == '.' && !seen_dot) {
+        seen_dot = true;
+      } else if (c >= '0' && c <= '9') {
+        seen_digit = true;
+      } else {
+        numeric = false;
+        break;
+      }
+    }
+    const bool bare_sign = prefix.empty() && colon == 1;  // "-:text" or "+:text"
+    if ((numeric && seen_digit) || bare_sign) {
+      const float magnitude = bare_sign ? 1.0f : std::strtof(std::string(prefix).c_str(), nullptr);
+      parsed.weight = sign * magnitude;
+      parsed.text = term.substr(colon + 1);
+      return parsed;
+    }
+  }
+  if (term.size() > 1 && term.front() == '-') {
+    parsed.weight = -1.0f;
+    parsed.text = term.substr(1);
+  }
+  return parsed;
+}
+
+std::vector<SearchHit> top_k(const std::vector<float>& scores, std::int64_t k, float threshold,
+                             const std::vector<std::int64_t>& excluded) {
+  if (k < 0) throw Error(ErrorKind::kUsage, "k must not be negative");
+  std::vector<SearchHit> hits;
+  if (k == 0) return hits;
+  const std::unordered_set<std::int64_t> skip(excluded.begin(), excluded.end());
+  // "a before b" = a ranks higher: greater score, then lower index.
+  const auto better = [](const SearchHit& a, const SearchHit& b) {
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+  };
+  // A heap of the k best so far whose top is the worst of them.
+  std::priority_queue<SearchHit, std::vector<SearchHit>, decltype(better)> heap(better);
+  const auto n = static_cast<std::int64_t>(scores.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float s = scores[i];
+    if (std::isnan(s) || s < threshold) continue;
+    if (!skip.empty() && skip.count(i) != 0) continue;
+    const SearchHit hit{i, s};
+    if (static_cast<std::int64_t>(heap.size()) < k) {
+      heap.push(hit);
+    } else if (better(hit, heap.top())) {
+      heap.pop();
+      heap.push(hit);
+    }
+  }
+  hits.reserve(heap.size());
+  while (!heap.empty()) {
+    hits.push_back(heap.top());
+    heap.pop();
+  }
+  std::reverse(hits.begin(), hits.end());
+  return hits;
+}
+
+}  // namespace mmsearch
