@@ -4,23 +4,32 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace mmsearch {
 
 // LAVIS BlipCaptionProcessor.pre_caption: full Unicode lowercase, the punctuation set
 // .!"()*#:;~ to spaces, runs of Unicode whitespace collapsed, stripped, first max_words words.
-// Input and output are UTF-8. Invalid UTF-8 throws Error(kInput).
+// Input and output are UTF-8. Invalid UTF-8 throws Error(kInput); max_words < 0 throws
+// Error(kUsage) (0 keeps nothing, as LAVIS's slice [:0] does).
 std::string pre_caption(std::string_view caption, int max_words = 50);
 
 struct TokenizerOptions {
-  bool lowercase = true;              // do_lower_case (character-wise lowercase + strip accents)
-  bool tokenize_chinese_chars = true; // split CJK ideographs into single characters
-  // Special tokens matched case-sensitively before any other processing ("[CLS]", "[ENC]"...).
-  std::vector<std::string> never_split;
+  bool lowercase = true;               // do_lower_case (character-wise lowercase + strip accents)
+  bool tokenize_chinese_chars = true;  // split CJK ideographs into single characters
+  // Special tokens matched case-sensitively before any other processing and never split or
+  // lowercased (transformers' all_special_tokens). The tokens of cls_id, sep_id, pad_id,
+  // unk_token and every added token are special too, whether listed here or not.
+  std::vector<std::string> never_split = {"[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
+  // Special tokens added beyond the vocab file, name -> id (transformers add_special_tokens):
+  // BLIP-2 {"[DEC]": 30522}; BLIP v1 {"[DEC]": 30522, "[ENC]": 30523}. Ids must be >= the
+  // vocab size and distinct.
+  std::map<std::string, std::int64_t> added_tokens;
   std::int64_t cls_id = 101;
   std::int64_t sep_id = 102;
   std::int64_t pad_id = 0;
@@ -29,7 +38,7 @@ struct TokenizerOptions {
 };
 
 struct Encoding {
-  std::vector<std::string> tokens;  // WordPiece tokens without [CLS]/[SEP]
+  std::vector<std::string> tokens;  // WordPiece tokens without [CLS]/[SEP], after truncation
   std::vector<std::int64_t> ids;    // [CLS] tokens [SEP], after truncation
   std::vector<std::int64_t> mask;   // 1 per id (0 for padding after batching)
 };
@@ -50,24 +59,37 @@ class WordPieceTokenizer {
   // Builds from an in-memory vocabulary (tests, the trainer's vocab builder).
   WordPieceTokenizer(std::vector<std::string> vocab, TokenizerOptions options);
 
-  // BasicTokenizer + WordPiece, no special ids added.
+  // BasicTokenizer + WordPiece, no special ids added. Invalid UTF-8 throws Error(kInput).
   std::vector<std::string> tokenize(std::string_view text) const;
   std::int64_t token_to_id(const std::string& token) const;  // unk id when absent
-  const std::string& id_to_token(std::int64_t id) const;
-  std::size_t vocab_size() const { return vocab_.size(); }
+  const std::string& id_to_token(std::int64_t id) const;     // Error(kUsage) when out of range
+  std::size_t vocab_size() const { return vocab_.size(); }   // the vocab file's entries only
+  // Vocab plus added tokens (transformers len(tokenizer), the embedding rows the model needs).
+  std::size_t size() const { return vocab_.size() + options_.added_tokens.size(); }
 
   // [CLS] + tokens + [SEP]; with max_length > 0, tokens truncated on the right so that the
   // result has at most max_length ids (transformers truncation=True, max_length=N).
+  // 0 < max_length < 2 throws Error(kUsage): [CLS] and [SEP] would not fit.
   Encoding encode(std::string_view text, int max_length = 0) const;
   // Batch: pad to the longest (pad_to_max_length false, transformers padding=True) or to
-  // max_length (padding="max_length").
+  // max_length (padding="max_length"). max_length > 0 also truncates, as in encode();
+  // pad_to_max_length without a max_length throws Error(kUsage).
   BatchEncoding encode_batch(const std::vector<std::string>& texts, int max_length,
                              bool pad_to_max_length) const;
 
  private:
+  void validate_and_index();
+  std::vector<std::string> tokenize_segment(std::u32string_view segment) const;
+  void append_wordpieces(std::u32string_view word, std::vector<std::string>& out) const;
+
   TokenizerOptions options_;
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, std::int64_t> token_ids_;
+  std::unordered_map<std::int64_t, std::string> added_token_names_;
+  std::vector<std::u32string> special_tokens_;  // longest first, for leftmost-longest matching
+  std::unordered_set<std::u32string> special_token_set_;
+  std::int64_t unk_id_ = 0;
+  std::size_t longest_vocab_entry_chars_ = 0;  // bounds the greedy longest-match search
 };
 
 }  // namespace mmsearch
