@@ -1,0 +1,194 @@
+// Manifest validation and bundle discovery, on synthetic bundle folders (no TorchScript).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "mmsearch/bundle.h"
+#include "mmsearch/error.h"
+#include "mmsearch/hash.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using mmsearch::Bundle;
+using mmsearch::Error;
+using mmsearch::ErrorKind;
+
+namespace {
+
+void write_file(const fs::path& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+json valid_manifest() {
+  return json::parse(R"({
+    "format": "mmsearch-bundle", "format_version": 1, "name": "fake-blip", "family": "blip",
+    "vision_encoder": "vit-b16",
+    "image": {"size": 224, "mean": [0.48145466, 0.4578275, 0.40821073],
+              "std": [0.26862954, 0.26130258, 0.27577711], "resize": "pil-bicubic-squash"},
+    "text": {"vocab": "vocab.txt", "normalise": "lavis-pre-caption", "max_words": 50,
+             "lowercase": true, "max_tokens": 35, "itm_max_tokens": 35,
+             "cls_token_id": 101, "sep_token_id": 102, "pad_token_id": 0, "unk_token_id": 100,
+             "enc_token_id": 30523, "special_tokens": {"[ENC]": 30523}},
+    "dims": {"vision_tokens": 197, "vision_width": 768, "image_tokens": 197, "hidden": 768,
+             "embed": 256, "query_tokens": 0},
+    "itm": false, "similarity": {"text_image": "cls", "image_image": "cls"},
+    "weights_dtype": "fp32", "source": {"kind": "tiny"}, "torch_version": "1.13.0a0",
+    "files": {}
+  })");
+}
+
+class BundleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(MMSEARCH_TEST_TMP_DIR) /
+            ("bundle_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  // Writes a bundle whose files hold fixed bytes and whose manifest lists their real hashes.
+  fs::path make_bundle(const std::string& folder, json manifest) {
+    const fs::path dir = root_ / folder;
+    fs::create_directories(dir);
+    for (const char* name : {"image.pt", "text.pt", "multimodal.pt", "vocab.txt"}) {
+      const std::string content = std::string("content of ") + name;
+      write_file(dir / name, content);
+      if (!manifest["files"].contains(name)) {
+        manifest["files"][name] = mmsearch::sha256_bytes(content.data(), content.size());
+      }
+    }
+    write_file(dir / "mmsearch.json", manifest.dump(2));
+    return dir;
+  }
+  fs::path root_;
+};
+
+TEST_F(BundleTest, ValidManifestParsesEveryField) {
+  const fs::path dir = make_bundle("fake-blip", valid_manifest());
+  const Bundle bundle = Bundle::open(dir);
+  const auto& m = bundle.manifest();
+  EXPECT_EQ(m.name, "fake-blip");
+  EXPECT_EQ(m.family, "blip");
+  EXPECT_EQ(m.image.size, 224);
+  EXPECT_FLOAT_EQ(m.image.std[2], 0.27577711f);
+  EXPECT_EQ(m.text.max_tokens, 35);
+  ASSERT_TRUE(m.text.enc_token_id.has_value());
+  EXPECT_EQ(*m.text.enc_token_id, 30523);
+  EXPECT_EQ(m.dims.embed, 256);
+  EXPECT_EQ(m.similarity_text_image, "cls");
+  EXPECT_NO_THROW(bundle.verify_files());
+  EXPECT_EQ(bundle.identity().rfind("fake-blip@", 0), 0u);
+}
+
+TEST_F(BundleTest, MissingFieldIsNamed) {
+  json manifest = valid_manifest();
+  manifest["dims"].erase("embed");
+  const fs::path dir = make_bundle("broken", manifest);
+  try {
+    Bundle::open(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModel);
+    EXPECT_NE(std::string(e.what()).find("dims.embed"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(BundleTest, NewerFormatVersionIsRefused) {
+  json manifest = valid_manifest();
+  manifest["format_version"] = 2;
+  const fs::path dir = make_bundle("future", manifest);
+  try {
+    Bundle::open(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("format version 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(BundleTest, NewerTorchIsRefused) {
+  json manifest = valid_manifest();
+  manifest["torch_version"] = "2.3.0";
+  const fs::path dir = make_bundle("newtorch", manifest);
+  try {
+    Bundle::open(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("torch 2.3.0"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(BundleTest, TamperedFileFailsVerificationAndNamesIt) {
+  const fs::path dir = make_bundle("tampered", valid_manifest());
+  write_file(dir / "text.pt", "something else");
+  const Bundle bundle = Bundle::open(dir);
+  try {
+    bundle.verify_files();
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("text.pt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(BundleTest, VerificationCacheIsInvalidatedByAChange) {
+  const fs::path dir = make_bundle("cached", valid_manifest());
+  const fs::path cache = root_ / "verified.json";
+  const Bundle bundle = Bundle::open(dir);
+  bundle.verify_files(cache);
+  ASSERT_TRUE(fs::exists(cache));
+  write_file(dir / "image.pt", "tampered after verification!");
+  EXPECT_THROW(bundle.verify_files(cache), Error);
+}
+
+TEST_F(BundleTest, MissingFileIsNamed) {
+  const fs::path dir = make_bundle("missing", valid_manifest());
+  fs::remove(dir / "multimodal.pt");
+  try {
+    Bundle::open(dir);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("multimodal.pt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(BundleTest, DiscoveryListsBrokenBundlesWithTheirReason) {
+  make_bundle("good", valid_manifest());
+  const fs::path bad = make_bundle("bad", valid_manifest());
+  write_file(bad / "mmsearch.json", "{not json");
+  const auto listings = mmsearch::discover_bundles({root_}, true);
+  ASSERT_EQ(listings.size(), 2u);
+  int valid = 0, invalid = 0;
+  for (const auto& listing : listings) {
+    if (listing.bundle) {
+      ++valid;
+    } else {
+      ++invalid;
+      EXPECT_NE(listing.invalid_reason.find("not valid JSON"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(valid, 1);
+  EXPECT_EQ(invalid, 1);
+}
+
+TEST_F(BundleTest, UnknownModelSaysWhatExists) {
+  make_bundle("fake-blip", valid_manifest());
+  try {
+    mmsearch::find_bundle("nope", {root_});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::kModel);
+    EXPECT_NE(message.find("unknown model 'nope'"), std::string::npos) << message;
+    EXPECT_NE(message.find("fake-blip"), std::string::npos) << message;
+  }
+  EXPECT_EQ(mmsearch::find_bundle("fake-blip", {root_}).manifest().name, "fake-blip");
+}
+
+TEST_F(BundleTest, FileNamesMayNotEscapeTheBundle) {
+  json manifest = valid_manifest();
+  manifest["files"]["../../etc/passwd"] = std::string(64, 'a');
+  const fs::path dir = make_bundle("escape", manifest);
+  EXPECT_THROW(Bundle::open(dir), Error);
+}
+
+}  // namespace
