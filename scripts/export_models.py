@@ -233,9 +233,6 @@ def export_one(name: str, args) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     model.eval()
-    model.to(bundle.DTYPES[args.dtype])
-    if args.dtype == "fp16" and not args.no_verify:
-        log("export: fp16 on CPU: skipping the round-trip check (CPU kernels lack fp16 support)")
     source = {"kind": kind, "checkpoints": records}
     if args.tiny:
         source["tiny_config"] = zoo.tiny_config(name)
@@ -249,7 +246,7 @@ def export_one(name: str, args) -> None:
             model, out_dir / name, name=name, family=spec.family, description=description,
             vision_encoder=vision, weights_dtype=args.dtype, vocab=vocab, source=source,
             lavis={"name": spec.lavis_name, "model_type": spec.lavis_model_type},
-            verify=not args.no_verify and args.dtype != "fp16", log=log)
+            verify=not args.no_verify, log=log)
     except bundle.ExportError as e:
         raise Failure(EXIT_EXPORT, f"{name}: {_one_line(e)}")
     except (RuntimeError, OSError, torch.jit.Error) as e:
@@ -315,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("names", nargs="+", metavar="NAME", help="model names (see `list`)")
     pe.add_argument("--out", default=str(ROOT / "models"), help="bundle root (default: %(default)s)")
     pe.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                    help="how weights are stored (default fp32); fp16 is not round-trip checked on CPU")
+                    help="how weights are stored (default fp32)")
     pe.add_argument("--image-size", type=int, default=None,
                     help="input resolution (default: the model's); position embeddings are interpolated")
     src = pe.add_argument_group("weights")

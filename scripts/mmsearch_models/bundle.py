@@ -184,8 +184,17 @@ def sample_vision_tokens(model, batch: int, seed: int = 0) -> Tensor:
 # Pruning: each module keeps only the top-level children its path uses.
 
 
-def _prune_for(model: nn.Module, run: Callable[[nn.Module], object]) -> nn.Module:
-    """A shallow copy of `model` whose unused top-level children are None.
+_ROLE_METHOD = {"image": "encode_image", "text": "encode_text", "multimodal": "encode_multimodal"}
+
+
+def _unused_path(self, *args):
+    raise RuntimeError("this path is not part of this bundle module")
+
+
+def _prune_for(model: nn.Module, role: str, run: Callable[[nn.Module], object]) -> nn.Module:
+    """A shallow copy of `model` for one path: unused top-level children are None and the
+    other `encode_*` methods / `forward` are plain Python (so TorchScript does not compile
+    them and their weights are not saved).
 
     Used children are found with forward pre-hooks; the pruned copy is checked to give the
     same outputs, otherwise the full model is returned."""
@@ -200,10 +209,14 @@ def _prune_for(model: nn.Module, run: Callable[[nn.Module], object]) -> nn.Modul
     finally:
         for h in hooks:
             h.remove()
+    sub = _path_class(type(model), role)
     pruned = copy.copy(model)
+    pruned.__class__ = sub
     pruned._modules = OrderedDict((n, c if n in used else None) for n, c in model._modules.items())
     pruned._parameters = OrderedDict(model._parameters)
     pruned._buffers = OrderedDict(model._buffers)
+    full = copy.copy(model)
+    full.__class__ = sub
     try:
         with torch.no_grad():
             out = run(pruned)
@@ -211,7 +224,27 @@ def _prune_for(model: nn.Module, run: Callable[[nn.Module], object]) -> nn.Modul
             return pruned
     except Exception:  # a child used without being called (e.g. only its .weight)
         pass
-    return model
+    return full
+
+
+def _path_class(cls: type, role: str) -> type:
+    """A subclass of the model class for one path: the other `encode_*` methods and `forward`
+    become plain Python (not compiled by TorchScript), and the class-level attribute
+    annotations are hidden (under `from __future__ import annotations` they are strings,
+    which torch 1.13's scripting cannot read; attribute types are inferred from values)."""
+    overrides = {m: _unused_path for r, m in _ROLE_METHOD.items() if r != role and hasattr(cls, m)}
+    overrides["forward"] = nn.Module.forward  # torch's "unimplemented" forward: not compiled
+    overrides["__module__"] = cls.__module__
+    overrides["__annotations__"] = {}
+    return type(cls.__name__, (cls,), overrides)
+
+
+def _query_count(model) -> int:
+    for attr in ("num_query_tokens", "query_tokens_count", "query_tokens"):
+        v = getattr(model, attr, None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,13 +325,13 @@ def build_modules(model: nn.Module, allow_trace: bool = True,
         mm_ids[:, 0] = enc
 
     out = {}
-    m_img = _prune_for(model, lambda m: m.encode_image(px))
+    m_img = _prune_for(model, "image", lambda m: m.encode_image(px))
     path, mode = _to_script(_ImagePath(m_img), (px,), allow_trace, log)
     out["image"] = (torch.jit.script(ImageModule(path, dtype)), mode)
-    m_txt = _prune_for(model, lambda m: m.encode_text(ids, mask))
+    m_txt = _prune_for(model, "text", lambda m: m.encode_text(ids, mask))
     path, mode = _to_script(_TextPath(m_txt), (ids, mask), allow_trace, log)
     out["text"] = (torch.jit.script(TextModule(path, dtype)), mode)
-    m_mm = _prune_for(model, lambda m: m.encode_multimodal(vt, mm_ids, mask))
+    m_mm = _prune_for(model, "multimodal", lambda m: m.encode_multimodal(vt, mm_ids, mask))
     path, mode = _to_script(_MultimodalPath(m_mm), (vt, mm_ids, mask), allow_trace, log)
     out["multimodal"] = (torch.jit.script(MultimodalModule(path, dtype, enc, has_itm)), mode)
     return out
@@ -381,7 +414,7 @@ def make_manifest(*, name: str, family: str, description: str, vision_encoder: s
         "image_tokens": int(model.image_tokens),
         "hidden": int(model.hidden),
         "embed": int(model.embed_dim),
-        "query_tokens": int(model.query_tokens) if blip2 else 0,
+        "query_tokens": _query_count(model) if blip2 else 0,
     }
     m["itm"] = bool(getattr(model, "has_itm", True))
     m["similarity"] = {"text_image": "max-over-queries" if blip2 else "cls",
@@ -434,29 +467,51 @@ def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, descri
                  vision_encoder: str, weights_dtype: str, vocab: Path, source: dict,
                  lavis: Optional[dict] = None, allow_trace: bool = True, verify: bool = True,
                  log: Callable[[str], None] = lambda s: None) -> dict:
-    """Export `model` (eval, weights already in `weights_dtype`) to the bundle folder `dest`.
-    Returns the manifest. Raises ExportError; `dest` is untouched on failure."""
+    """Export `model` (float32, eval) to the bundle folder `dest`, weights stored as
+    `weights_dtype`. Returns the manifest. Raises ExportError; `dest` is untouched on failure.
+    The model itself is converted to `weights_dtype` by the round-trip check."""
     check_vocab(vocab)
+    dtype = DTYPES[weights_dtype]
+    model.eval()
     modules = build_modules(model, allow_trace=allow_trace, log=log)
+    for sm, _ in modules.values():
+        sm.to(dtype)
     with staging_dir(dest) as tmp:
         files = {}
         for role, fname in MODULE_FILES.items():
             modules[role][0].save(str(tmp / fname))
+        modes = {r: m for r, (_, m) in modules.items()}
+        del modules
         shutil.copyfile(vocab, tmp / VOCAB_FILE)
         for fname in list(MODULE_FILES.values()) + [VOCAB_FILE]:
             files[fname] = sha256_file(tmp / fname)
         manifest = make_manifest(name=name, family=family, description=description,
                                  vision_encoder=vision_encoder, model=model,
                                  weights_dtype=weights_dtype, source=source, files=files,
-                                 lavis=lavis,
-                                 export_modes={r: m for r, (_, m) in modules.items()})
+                                 lavis=lavis, export_modes=modes)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if verify:
             loaded = load_bundle(tmp)
-            worst = verify_modules(model, {r: loaded[r] for r in MODULE_FILES})
+            mods = {r: loaded[r] for r in MODULE_FILES}
+            model.to(dtype)
+            if dtype == torch.float16 and not _cpu_supports(torch.float16):
+                # CPU kernels lack fp16: check the stored fp16 weights computed in fp32.
+                model.float()
+                for mod in mods.values():
+                    mod.float()
+            worst = verify_modules(model, mods)
             log("export: round trip ok, max |diff| vs eager: "
                 + ", ".join(f"{r} {d:.2g}" for r, d in worst.items()))
     return manifest
+
+
+def _cpu_supports(dtype: torch.dtype) -> bool:
+    try:
+        lin = nn.Linear(4, 4).to(dtype)
+        nn.functional.layer_norm(lin(torch.zeros(2, 4, dtype=dtype)), (4,))
+        return True
+    except RuntimeError:
+        return False
 
 
 class Bundle(dict):
