@@ -191,40 +191,74 @@ def _unused_path(self, *args):
     raise RuntimeError("this path is not part of this bundle module")
 
 
-def _prune_for(model: nn.Module, role: str, run: Callable[[nn.Module], object]) -> nn.Module:
-    """A shallow copy of `model` for one path: unused top-level children are None and the
-    other `encode_*` methods / `forward` are plain Python (so TorchScript does not compile
-    them and their weights are not saved).
+def _prune_for(model: nn.Module, role: str, run: Callable[[nn.Module], object]) -> List[nn.Module]:
+    """Candidate models for one path, best first: a shallow copy of `model` whose submodules
+    that the path never calls are stubs of the same type holding empty tensors, then the
+    whole model. In all of them the other `encode_*` methods and `forward` are plain Python,
+    so TorchScript compiles only this path and saves only what it needs.
 
-    Used children are found with forward pre-hooks; the pruned copy is checked to give the
-    same outputs, otherwise the full model is returned."""
-    used = set()
-    hooks = []
-    for name, child in model.named_children():
-        for m in child.modules():
-            hooks.append(m.register_forward_pre_hook(lambda mod, inp, n=name: used.add(n)))
+    Called modules are found with forward pre-hooks; a pruned copy is kept only if it gives
+    exactly the same outputs as the full model."""
+    called = set()
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: called.add(id(mod)))
+             for m in model.modules()]
     try:
         with torch.no_grad():
             ref = run(model)
     finally:
         for h in hooks:
             h.remove()
+    used = set()
+
+    def mark(m: nn.Module) -> bool:
+        hit = id(m) in called
+        for c in m.children():
+            hit = mark(c) or hit
+        if hit:
+            used.add(id(m))
+        return hit
+
+    mark(model)
     sub = _path_class(type(model), role)
-    pruned = copy.copy(model)
-    pruned.__class__ = sub
-    pruned._modules = OrderedDict((n, c if n in used else None) for n, c in model._modules.items())
-    pruned._parameters = OrderedDict(model._parameters)
-    pruned._buffers = OrderedDict(model._buffers)
+
+    def stub(m: nn.Module) -> nn.Module:
+        # Same module types (so the TorchScript code still compiles), no data.
+        c = copy.copy(m)
+        c._parameters = OrderedDict(
+            (n, None if p is None else nn.Parameter(p.new_empty(0), requires_grad=False))
+            for n, p in m._parameters.items())
+        c._buffers = OrderedDict((n, None if b is None else b.new_empty(0))
+                                 for n, b in m._buffers.items())
+        c._modules = OrderedDict((n, None if k is None else stub(k)) for n, k in m._modules.items())
+        return c
+
+    def clone(m: nn.Module) -> nn.Module:
+        c = copy.copy(m)
+        c._parameters = OrderedDict(m._parameters)
+        c._buffers = OrderedDict(m._buffers)
+        c._modules = OrderedDict(
+            (n, k if k is None or not _has_state(k) else clone(k) if id(k) in used else stub(k))
+            for n, k in m._modules.items())
+        return c
+
     full = copy.copy(model)
     full.__class__ = sub
+    out = []
+    pruned = clone(model)
+    pruned.__class__ = sub
     try:
         with torch.no_grad():
-            out = run(pruned)
-        if all(torch.equal(a, b) for a, b in zip(ref, out)):
-            return pruned
-    except Exception:  # a child used without being called (e.g. only its .weight)
+            got = run(pruned)
+        if all(torch.equal(a, b) for a, b in zip(ref, got)):
+            out.append(pruned)
+    except Exception:  # a submodule used without being called (e.g. only its .weight)
         pass
-    return full
+    out.append(full)
+    return out
+
+
+def _has_state(m: Optional[nn.Module]) -> bool:
+    return m is not None and (any(True for _ in m.parameters()) or any(True for _ in m.buffers()))
 
 
 def _path_class(cls: type, role: str) -> type:
@@ -251,14 +285,20 @@ def _query_count(model) -> int:
 # Conversion
 
 
-def _to_script(path: nn.Module, example: Tuple[Tensor, ...], allow_trace: bool,
+def _to_script(paths: List[nn.Module], example: Tuple[Tensor, ...], allow_trace: bool,
                log: Callable[[str], None]) -> Tuple[torch.jit.ScriptModule, str]:
-    try:
-        return torch.jit.script(path), "script"
-    except Exception as e:  # the model code is not scriptable: trace it
-        if not allow_trace:
-            raise ExportError(f"cannot script {type(path).__name__}: {str(e).splitlines()[0]}")
-        log(f"export: {type(path).__name__[1:]} not scriptable ({str(e).strip().splitlines()[0][:100]}); tracing")
+    """Script the first candidate that TorchScript accepts; trace the last one otherwise."""
+    err = None
+    for path in paths:
+        try:
+            return torch.jit.script(path), "script"
+        except Exception as e:  # e.g. code touching a pruned (None) submodule
+            err = e
+    path = paths[-1]
+    first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+    if not allow_trace:
+        raise ExportError(f"cannot script {type(path).__name__}: {first}")
+    log(f"export: {type(path).__name__[1:]} not scriptable ({first}); tracing")
     with torch.no_grad():
         traced = torch.jit.trace(path, example, check_trace=False)
     return traced, "trace"
@@ -325,14 +365,14 @@ def build_modules(model: nn.Module, allow_trace: bool = True,
         mm_ids[:, 0] = enc
 
     out = {}
-    m_img = _prune_for(model, "image", lambda m: m.encode_image(px))
-    path, mode = _to_script(_ImagePath(m_img), (px,), allow_trace, log)
+    cands = _prune_for(model, "image", lambda m: m.encode_image(px))
+    path, mode = _to_script([_ImagePath(m) for m in cands], (px,), allow_trace, log)
     out["image"] = (torch.jit.script(ImageModule(path, dtype)), mode)
-    m_txt = _prune_for(model, "text", lambda m: m.encode_text(ids, mask))
-    path, mode = _to_script(_TextPath(m_txt), (ids, mask), allow_trace, log)
+    cands = _prune_for(model, "text", lambda m: m.encode_text(ids, mask))
+    path, mode = _to_script([_TextPath(m) for m in cands], (ids, mask), allow_trace, log)
     out["text"] = (torch.jit.script(TextModule(path, dtype)), mode)
-    m_mm = _prune_for(model, "multimodal", lambda m: m.encode_multimodal(vt, mm_ids, mask))
-    path, mode = _to_script(_MultimodalPath(m_mm), (vt, mm_ids, mask), allow_trace, log)
+    cands = _prune_for(model, "multimodal", lambda m: m.encode_multimodal(vt, mm_ids, mask))
+    path, mode = _to_script([_MultimodalPath(m) for m in cands], (vt, mm_ids, mask), allow_trace, log)
     out["multimodal"] = (torch.jit.script(MultimodalModule(path, dtype, enc, has_itm)), mode)
     return out
 
