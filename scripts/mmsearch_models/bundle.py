@@ -197,15 +197,26 @@ def _prune_for(model: nn.Module, role: str, run: Callable[[nn.Module], object]) 
     whole model. In all of them the other `encode_*` methods and `forward` are plain Python,
     so TorchScript compiles only this path and saves only what it needs.
 
-    Called modules are found with forward pre-hooks; a pruned copy is kept only if it gives
+    Used modules are found with forward pre-hooks and by watching parameter / buffer reads;
+    a pruned copy is kept only if it gives
     exactly the same outputs as the full model."""
     called = set()
     hooks = [m.register_forward_pre_hook(lambda mod, inp: called.add(id(mod)))
              for m in model.modules()]
+    getattr_orig = nn.Module.__getattr__
+
+    def spy(self, name):  # parameters / buffers read directly (F.linear(x, self.qkv.weight))
+        d = self.__dict__
+        if name in d.get("_parameters", ()) or name in d.get("_buffers", ()):
+            called.add(id(self))
+        return getattr_orig(self, name)
+
+    nn.Module.__getattr__ = spy
     try:
         with torch.no_grad():
             ref = run(model)
     finally:
+        nn.Module.__getattr__ = getattr_orig
         for h in hooks:
             h.remove()
     used = set()
