@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "mmsearch/error.h"
 
@@ -71,11 +73,17 @@ const WordPieceTokenizer& Encoder::tokenizer() const {
     options.cls_id = spec.cls_token_id;
     options.sep_id = spec.sep_token_id;
     options.pad_id = spec.pad_token_id;
+    // Special tokens past the end of vocab.txt ([DEC], [ENC]) are "added" tokens with their
+    // own ids; the others are ordinary vocabulary entries that must never be split.
+    const auto vocab_path = bundle_.file(spec.vocab_file);
+    std::ifstream vocab(vocab_path);
+    const auto vocab_lines = std::count(std::istreambuf_iterator<char>(vocab),
+                                        std::istreambuf_iterator<char>(), '\n');
     for (const auto& [token, id] : spec.special_tokens) {
       options.never_split.push_back(token);
-      options.added_tokens[token] = id;
+      if (id >= vocab_lines) options.added_tokens[token] = id;
     }
-    tokenizer_ = std::make_unique<WordPieceTokenizer>(bundle_.file(spec.vocab_file), options);
+    tokenizer_ = std::make_unique<WordPieceTokenizer>(vocab_path, options);
   });
   return *tokenizer_;
 }
@@ -145,7 +153,7 @@ std::vector<torch::IValue> Encoder::run(torch::jit::Module& module,
                                        std::to_string(elements.size()) + " outputs, expected " +
                                        std::to_string(expected_outputs));
   }
-  return {elements.begin(), elements.end()};
+  return std::vector<torch::IValue>(elements.begin(), elements.end());
 }
 
 ImageOutputs Encoder::encode_image(const torch::Tensor& pixels) {
