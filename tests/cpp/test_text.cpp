@@ -143,6 +143,28 @@ TEST_F(TextGoldenTest, SpecialTokensAreCaseSensitiveAndPerModel) {
   EXPECT_EQ(blip2_->tokenize("[dec]"), blip2_->tokenize("[Dec]"));
 }
 
+TEST_F(TextGoldenTest, CharactersNewerThanPython311AreUnassigned) {
+  // The reference ran Python 3.11 (Unicode 14.0), where characters assigned in Unicode 15.0
+  // (here CJK Extension H U+31350 and Kawi U+11F04) are category Cn: BertTokenizer drops them
+  // as "control" characters, pre_caption leaves them alone.
+  EXPECT_EQ(blip2_->tokenize("a\U00031350b"), blip2_->tokenize("ab"));
+  EXPECT_EQ(blip2_->tokenize("a\U00011F04b"), blip2_->tokenize("ab"));
+  EXPECT_EQ(pre_caption("A\U00031350"), "a\U00031350");
+  // Private use (Co) is dropped as well, as transformers' _is_control tests category C*.
+  EXPECT_EQ(blip2_->tokenize("a\uE000b"), blip2_->tokenize("ab"));
+}
+
+TEST_F(TextGoldenTest, SpecialTokenRevealedByCleaningStaysWhole) {
+  // Without lowercasing, a control character inside "[CLS]" hides it from the special-token
+  // split, clean_text then removes it, and BasicTokenizer keeps the word whole.
+  TokenizerOptions cased = blip2_options();
+  cased.lowercase = false;
+  const WordPieceTokenizer tokenizer(kVocabFile, cased);
+  EXPECT_EQ(tokenizer.tokenize(std::string("[CL\0S]", 6)), (std::vector<std::string>{"[CLS]"}));
+  // With lowercasing the hidden token is lowercased like any text.
+  EXPECT_EQ(blip2_->tokenize(std::string("[CL\0S]", 6)), blip2_->tokenize("[cls]"));
+}
+
 TEST_F(TextGoldenTest, EmptyAndPunctuationOnly) {
   EXPECT_EQ(pre_caption(""), "");
   EXPECT_EQ(pre_caption("   "), "");
