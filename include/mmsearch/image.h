@@ -26,11 +26,20 @@ struct DecodeOptions {
   bool apply_exif_orientation = true;
   // Decompression-bomb guard: images with more pixels than this are refused (Error kInput).
   std::int64_t max_pixels = 178956970;  // Pillow's hard limit (2 * MAX_IMAGE_PIXELS)
+  // 16-bit greyscale PNG: Pillow opens it as mode "I" and convert("RGB") clips every value
+  // above 255 to white, so LAVIS sees an almost white picture. By default we keep the high
+  // byte (value >> 8, what Pillow does for every other 16-bit PNG layout and what the user
+  // sees); true reproduces Pillow's clipping bit for bit (strict LAVIS).
+  bool pillow_clip_16bit_grey = false;
 };
 
 // Decodes JPEG, PNG (8/16 bit, grey, palette, alpha), WebP, BMP, TIFF and GIF (first frame) to
-// RGB exactly as Pillow's convert("RGB") does (alpha dropped without compositing, grey
-// replicated). Throws Error(kInput) whose message names the file and the reason.
+// RGB exactly as Pillow 9.4's Image.open(p).convert("RGB") does (alpha dropped without
+// compositing, grey replicated, palette expanded, CMYK JPEG as Pillow converts it; see
+// pillow_clip_16bit_grey for the one chosen difference). The format is found from the content,
+// not the name. Truncated files are refused, as Pillow does by default. Throws Error(kInput)
+// whose message is "<name>: <reason>" (unreadable, empty, not an image, corrupt, truncated,
+// above max_pixels); the pixel limit is checked on the header before any pixel buffer exists.
 RgbImage decode_image(const std::filesystem::path& path, const DecodeOptions& options = {});
 RgbImage decode_image_from_memory(const std::uint8_t* data, std::size_t size,
                                   const std::string& name_for_errors,
