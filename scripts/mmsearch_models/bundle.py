@@ -246,7 +246,14 @@ def _prune_for(model: nn.Module, role: str, run: Callable[[nn.Module], object]) 
     def clone(m: nn.Module) -> nn.Module:
         c = copy.copy(m)
         c._parameters = OrderedDict(m._parameters)
-        c._buffers = OrderedDict(m._buffers)
+        # Integer buffers (position_ids) become plain tensor attributes: libtorch's
+        # Module::to(dtype) converts every parameter and buffer, integer ones included.
+        c._buffers = OrderedDict()
+        for n, b in m._buffers.items():
+            if b is not None and not b.is_floating_point():
+                c.__dict__[n] = b
+            else:
+                c._buffers[n] = b
         c._modules = OrderedDict(
             (n, k if k is None or not _has_state(k) else clone(k) if id(k) in used else stub(k))
             for n, k in m._modules.items())
