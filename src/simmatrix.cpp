@@ -512,7 +512,10 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
   for (const MontageQueryTerm& term : query) {
     if (show_weights) query_h += line_h + 2;
     if (term.image.width > 0) query_h += thumb + 8;
-    if (!term.text.empty()) query_h += line_h * text_box_lines + 16;
+    if (!term.text.empty()) {
+      const auto lines = wrap_text("\"" + to_ascii(term.text) + "\"", 0.5, thumb - 14, text_box_lines);
+      query_h += line_h * static_cast<int>(lines.size()) + 16;
+    }
     query_h += gap;
   }
   const int panel_x = pad, panel_w = thumb + 2 * 10;
@@ -553,11 +556,12 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
       y += thumb + 8;
     }
     if (!term.text.empty()) {
-      const cv::Rect box(panel_x + 10, y, thumb, line_h * text_box_lines + 8);
-      cv::rectangle(canvas, box, kWhite, cv::FILLED);
-      cv::rectangle(canvas, box, cv::Scalar(180, 180, 180), 1);
+      // The box fits its wrapped lines, so a short query takes a short box.
       const auto lines = wrap_text("\"" + to_ascii(term.text) + "\"", 0.5, thumb - 14,
                                    text_box_lines);
+      const cv::Rect box(panel_x + 10, y, thumb, line_h * static_cast<int>(lines.size()) + 8);
+      cv::rectangle(canvas, box, kWhite, cv::FILLED);
+      cv::rectangle(canvas, box, cv::Scalar(180, 180, 180), 1);
       for (std::size_t i = 0; i < lines.size(); ++i) {
         put_text(canvas, lines[i], {box.x + 7, box.y + 6 + line_h * static_cast<int>(i + 1) - 3},
                  0.5, kInk, 1);

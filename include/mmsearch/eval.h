@@ -1,0 +1,60 @@
+// Retrieval metrics for `mmsearch eval`: text->image and image->text Recall@1/5/10 and
+// image->image category precision@5, from score matrices (see search.h score_matrix()).
+//
+// Relevance: an image is relevant to a caption when one of the image's own captions is
+// identical to it (byte-for-byte). So when two photos share a caption, either photo answers
+// that caption, and for image->text every caption identical to one of the image's own counts.
+//
+// Ties: a relevant item counts as ranked at k only if fewer than k non-relevant items score
+// at least as high (ties go against the model). A model that gives every pair the same score
+// therefore gets recall near 0, not the lucky recall an index-order tie-break would give.
+//
+// Throws Error(kUsage) on inconsistent sizes. Nothing here prints.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mmsearch {
+
+// A captioned, categorised evaluation set. Caption j belongs to image caption_image[j].
+struct EvalSet {
+  std::vector<std::string> image_categories;  // one per image ("" = none)
+  std::vector<std::string> caption_texts;     // one per caption (every caption is a query)
+  std::vector<std::int64_t> caption_image;    // one per caption: index into images
+};
+
+struct RecallAtK {
+  double r1 = 0.0;
+  double r5 = 0.0;
+  double r10 = 0.0;
+  std::int64_t queries = 0;  // queries that had at least one relevant item
+};
+
+// scores: captions x images, row-major (caption j's score for image i at [j * images + i]).
+// Queries: every caption. Returns the fraction of captions with a relevant image in the top K.
+RecallAtK text_to_image_recall(const std::vector<float>& scores, const EvalSet& set);
+
+// scores: images x captions, row-major. Queries: every image that has a caption.
+RecallAtK image_to_text_recall(const std::vector<float>& scores, const EvalSet& set);
+
+// scores: images x images, row-major. For each image with a non-empty category, the fraction
+// of its k best other images (the image itself never counts) that share its category, averaged
+// over those images. When fewer than k other images exist, the denominator is their number.
+// As for recall, ties go against the model: among equal scores, other-category images rank
+// first.
+struct CategoryPrecision {
+  double precision = 0.0;
+  std::int64_t queries = 0;
+};
+CategoryPrecision category_precision_at_k(const std::vector<float>& scores, const EvalSet& set,
+                                          int k = 5);
+
+struct EvalReport {
+  RecallAtK text_to_image;
+  RecallAtK image_to_text;
+  CategoryPrecision image_to_image;
+};
+
+}  // namespace mmsearch
