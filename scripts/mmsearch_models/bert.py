@@ -9,7 +9,6 @@ Attention masks are additive ``(1 - m) * -10000``.
   ``cross_attention_freq``-th layer, applied to the query positions only; query positions use
   ``intermediate_query`` / ``output_query`` FFNs, text positions ``intermediate`` / ``output``.
 """
-from __future__ import annotations
 
 import math
 from typing import List

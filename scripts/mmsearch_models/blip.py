@@ -4,7 +4,6 @@ Keys (``visual_encoder.*``, ``text_encoder.*``, ``vision_proj``, ``text_proj``, 
 ``temp``) follow the LAVIS checkpoints; momentum encoders and queues are not kept (dropped by
 the loader, see checkpoint.py).
 """
-from __future__ import annotations
 
 from typing import Tuple
 

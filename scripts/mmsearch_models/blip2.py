@@ -3,7 +3,6 @@
 ``visual_encoder`` (EVA ViT-g/14 or CLIP ViT-L/14) -> ``ln_vision`` (eps 1e-5) -> Q-Former with
 32 learned ``query_tokens``; ``vision_proj`` / ``text_proj`` / ``itm_head`` / ``temp``.
 """
-from __future__ import annotations
 
 from typing import Tuple
 

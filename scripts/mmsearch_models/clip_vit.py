@@ -4,7 +4,6 @@ conv1 without bias, class_embedding + positional_embedding, ln_pre, 23 of the 24
 blocks (the last is dropped), no ln_post / proj. nn.MultiheadAttention (sequence-first),
 QuickGELU, LayerNorm eps 1e-5.
 """
-from __future__ import annotations
 
 from collections import OrderedDict
 

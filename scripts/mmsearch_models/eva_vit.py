@@ -4,7 +4,6 @@
 no relative position bias, 39 blocks (EVA-CLIP-g's 40th is dropped) and no final norm.
 qkv Linear without bias; the attention bias is cat(q_bias, 0, v_bias); q is scaled before q.k.
 """
-from __future__ import annotations
 
 import torch
 import torch.nn.functional as F

@@ -3,7 +3,6 @@
 Pre-norm blocks, LayerNorm eps 1e-6, exact (erf) GELU, qkv with bias, final ``norm`` over
 all tokens. Parameter names match the checkpoint (``patch_embed.proj``, ``blocks.N.attn.qkv``...).
 """
-from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
