@@ -1,0 +1,83 @@
+// Indexing a folder: find images by content, read captions, embed what changed, and store it.
+//
+// Incremental: a file whose size and mtime match its stored record, with the same captions and
+// category, is not touched. A changed size/mtime leads to a content hash; the same hash (a
+// touched file, a rename, a duplicate) reuses the stored vectors instead of running the model.
+// Files that disappeared from the folder leave the index.
+//
+// Crash safety: files are written in batches, each one SQLite transaction (see index.h), so a
+// kill at any moment keeps every batch committed before it and a rerun resumes.
+//
+// Concurrency: decoding and preprocessing of the next batch run on worker threads while the
+// model embeds the current one.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mmsearch/encoder.h"
+#include "mmsearch/image.h"
+#include "mmsearch/index.h"
+
+namespace mmsearch {
+
+struct IndexProgress {
+  std::int64_t done = 0;   // files dealt with so far (embedded, reused, unchanged or failed)
+  std::int64_t total = 0;  // files found
+  std::int64_t embedded = 0;
+};
+
+struct IndexOptions {
+  bool include_hidden = false;  // descend into folders and files whose name starts with '.'
+  int batch_size = 16;          // images per model call and per committed transaction
+  int decode_workers = 1;       // threads decoding ahead of the model
+  DecodeOptions decode;
+  std::function<void(const IndexProgress&)> on_progress;  // called from the indexing thread
+  // Called for every file that fails (path, reason), as it happens, so the CLI can log it.
+  std::function<void(const std::string&, const std::string&)> on_failure;
+};
+
+struct IndexFailure {
+  std::string path;
+  std::string reason;
+};
+
+struct IndexSummary {
+  std::string root;
+  std::string model_id;
+  std::int64_t found = 0;      // image files found under root
+  std::int64_t indexed = 0;    // embedded by the model
+  std::int64_t reused = 0;     // stored again with vectors reused by content hash
+  std::int64_t unchanged = 0;  // left as they were
+  std::int64_t removed = 0;    // gone from disk, removed from the index
+  std::int64_t failed = 0;
+  std::vector<IndexFailure> failures;
+  std::vector<std::string> warnings;  // captions-file rows skipped, unreadable folders...
+  double seconds = 0;
+};
+
+// Every image file under root (by content sniffing, not extension), sorted. Follows symbolic
+// links to folders but never enters a folder twice (no loops). Hidden names are skipped unless
+// include_hidden. Unreadable folders are reported in `warnings` and skipped.
+std::vector<std::filesystem::path> find_images(const std::filesystem::path& root,
+                                               bool include_hidden,
+                                               std::vector<std::string>& warnings);
+
+// The vectors stored for one image / one caption, from the encoder's outputs for batch row b.
+// Projections keep every row the retrieval rule needs (BLIP: the CLS row; BLIP-2: the 32 query
+// rows); unprojected embeddings are stored as one L2-normalised summary row (BLIP: CLS;
+// BLIP-2: the mean of the query outputs), which is what image-multimodal comparisons use.
+StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& proj, int b);
+StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& embeds, int b,
+                              VectorKind kind, int caption_index);
+
+// Indexes root (recursively) with the encoder's model into the store. Per-file problems are
+// counted and listed, never thrown; throws only when root is not a readable folder (kInput) or
+// the store fails (kIndex).
+IndexSummary index_folder(Encoder& encoder, IndexStore& store, const std::filesystem::path& root,
+                          const IndexOptions& options);
+
+}  // namespace mmsearch

@@ -1,0 +1,76 @@
+// Answering queries over an indexed scope: text, image and weighted combinations, against the
+// stored image, caption-text or multimodal vectors, with optional ITM re-ranking.
+//
+// Which vectors meet (E = projection dim, D = hidden dim; rules from the manifest):
+//   query text  vs image      : text_proj CLS  . image_proj       similarity.text_image
+//   query image vs image      : image_proj     . image_proj       similarity.image_image
+//   query text  vs text       : text_proj CLS  . text_proj CLS    cls
+//   query image vs text       : image_proj     . text_proj CLS    similarity.text_image
+//   query image vs multimodal : image summary  . multimodal summary (D, normalised)  cls
+//   query text  vs multimodal : text CLS (D, normalised) . multimodal summary        cls
+// (summary = BLIP CLS row, BLIP-2 mean of the query outputs; see indexer.h.)
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mmsearch/encoder.h"
+#include "mmsearch/index.h"
+#include "mmsearch/search.h"
+
+namespace mmsearch {
+
+enum class Against { kImage, kText, kMultimodal };
+Against against_from_string(const std::string& name);  // throws Error(kUsage)
+const char* to_string(Against against);
+
+struct QueryTerm {
+  enum class Kind { kText, kImage };
+  Kind kind = Kind::kText;
+  std::string value;  // the text, or the image path
+  float weight = 1.0f;
+};
+
+struct QueryOptions {
+  std::filesystem::path scope;
+  Against against = Against::kImage;
+  std::int64_t k = 5;
+  float threshold = -std::numeric_limits<float>::infinity();
+  int rerank = 0;  // re-score the top N with the ITM head (text terms against images)
+  DecodeOptions decode;
+};
+
+struct QueryHit {
+  int rank = 0;
+  float score = 0;
+  std::optional<float> itc_score;  // with --rerank: the contrastive part of the score
+  std::optional<float> itm_score;  // with --rerank: the ITM logit part
+  std::string path;
+  std::string caption;
+  std::string caption_en;
+  std::string category;
+};
+
+struct QueryResult {
+  std::string model_id;
+  std::int64_t searched = 0;  // items scored
+  std::vector<QueryHit> hits;
+};
+
+// Throws Error(kIndex) when the scope holds nothing for this model, saying which models did
+// index it (or that it was never indexed) and what to run; Error(kInput) for an unreadable
+// query image; Error(kUsage) for --rerank without a text term or an ITM head.
+QueryResult run_query(Encoder& encoder, const IndexStore& store, const std::vector<QueryTerm>& terms,
+                      const QueryOptions& options);
+
+// Which stored vectors the query reads for `against` (kImageProj, kTextProj or kMultimodal).
+VectorKind stored_kind_for(Against against);
+
+// Error message for a scope with no vectors of this model: names the models that indexed it.
+[[noreturn]] void throw_scope_not_indexed(const IndexStore& store,
+                                          const std::filesystem::path& scope,
+                                          const std::string& model_id);
+
+}  // namespace mmsearch
