@@ -419,7 +419,15 @@ RgbImage decode_with_opencv(const std::uint8_t* data, std::size_t size, ImageFor
   }
   if (mat.empty()) fail(name, "cannot decode image (corrupt or unsupported variant)");
   if (mat.depth() == CV_16U) {
-    mat.convertTo(mat, CV_8U, 1.0 / 256.0);  // high byte, as Pillow's ";16" raw modes
+    // High byte, as Pillow's ";16" raw modes (convertTo would round, not truncate).
+    cv::Mat high(mat.size(), CV_MAKETYPE(CV_8U, mat.channels()));
+    for (int y = 0; y < mat.rows; ++y) {
+      const std::uint16_t* src = mat.ptr<std::uint16_t>(y);
+      std::uint8_t* dst = high.ptr<std::uint8_t>(y);
+      for (int i = 0; i < mat.cols * mat.channels(); ++i)
+        dst[i] = static_cast<std::uint8_t>(src[i] >> 8);
+    }
+    mat = high;
   } else if (mat.depth() != CV_8U) {
     fail(name, "unsupported sample type");
   }

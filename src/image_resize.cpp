@@ -5,6 +5,8 @@
 // shrinking) changes the pixels and therefore the embeddings, so the algorithm is copied here
 // step by step: the same double-precision coefficient computation, the same rounding to 22-bit
 // fixed point, the same uint8 intermediate between the horizontal and the vertical pass.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -15,6 +17,16 @@
 
 namespace mmsearch {
 namespace {
+
+// The two passes are compiled twice on x86-64, for the baseline and for AVX2 (picked at load
+// time by the CPU): with 32-bit integer multiplies in vector registers the shrink of a
+// 12-megapixel photo runs about three times faster. Integer arithmetic, so both give the same
+// bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define MMSEARCH_RESAMPLE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MMSEARCH_RESAMPLE_CLONES
+#endif
 
 // Pillow: PRECISION_BITS = 32 - 8 - 2.
 constexpr int kPrecisionBits = 22;
@@ -89,8 +101,9 @@ inline std::uint8_t clip8(std::int32_t in) {
 }
 
 // Horizontal pass over rows [row0, row0 + rows) of `in`.
-void resample_horizontal(const RgbImage& in, int row0, int rows, int out_width,
-                         const AxisCoeffs& axis, std::vector<std::uint8_t>& out) {
+MMSEARCH_RESAMPLE_CLONES void resample_horizontal(const RgbImage& in, int row0, int rows,
+                                                  int out_width, const AxisCoeffs& axis,
+                                                  std::vector<std::uint8_t>& out) {
   out.resize(static_cast<std::size_t>(out_width) * rows * 3);
   for (int y = 0; y < rows; ++y) {
     const std::uint8_t* src = &in.pixels[static_cast<std::size_t>(row0 + y) * in.width * 3];
@@ -114,8 +127,9 @@ void resample_horizontal(const RgbImage& in, int row0, int rows, int out_width,
 }
 
 // Vertical pass; `in` holds rows starting at source row `row0`.
-void resample_vertical(const std::uint8_t* in, int width, int row0, int out_height,
-                       const AxisCoeffs& axis, std::vector<std::uint8_t>& out) {
+MMSEARCH_RESAMPLE_CLONES void resample_vertical(const std::uint8_t* in, int width, int row0,
+                                                int out_height, const AxisCoeffs& axis,
+                                                std::vector<std::uint8_t>& out) {
   const std::size_t stride = static_cast<std::size_t>(width) * 3;
   out.resize(stride * out_height);
   std::vector<std::int32_t> acc(stride);
