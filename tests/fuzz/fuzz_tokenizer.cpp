@@ -38,10 +38,49 @@ bool is_valid_utf8(std::string_view text) {
   }
 }
 
+// Most random byte strings are invalid UTF-8 and stop at the first check; reading the bytes
+// also as 21-bit code points (surrogates skipped) reaches all of Unicode on the valid path.
+std::string bytes_as_code_points(const std::uint8_t* data, std::size_t size) {
+  std::string out;
+  for (std::size_t i = 0; i + 3 <= size; i += 3) {
+    const std::uint32_t value = (static_cast<std::uint32_t>(data[i]) << 16 |
+                                 static_cast<std::uint32_t>(data[i + 1]) << 8 | data[i + 2]) %
+                                0x110000;
+    if (value >= 0xD800 && value <= 0xDFFF) continue;
+    if (value < 0x80) {
+      out.push_back(static_cast<char>(value));
+    } else if (value < 0x800) {
+      out.push_back(static_cast<char>(0xC0 | (value >> 6)));
+      out.push_back(static_cast<char>(0x80 | (value & 0x3F)));
+    } else if (value < 0x10000) {
+      out.push_back(static_cast<char>(0xE0 | (value >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((value >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (value & 0x3F)));
+    } else {
+      out.push_back(static_cast<char>(0xF0 | (value >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((value >> 12) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | ((value >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (value & 0x3F)));
+    }
+  }
+  return out;
+}
+
+void check_text(std::string_view input);
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  check_text(std::string_view(reinterpret_cast<const char*>(data), size));
+  const std::string valid = bytes_as_code_points(data, size);
+  check(is_valid_utf8(valid));
+  check_text(valid);
+  return 0;
+}
+
+namespace {
+
+void check_text(std::string_view input) {
   const auto& bert = tokenizer();
 
   std::string caption;
@@ -55,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } catch (const mmsearch::Error& tokenizer_error) {
       check(tokenizer_error.kind() == mmsearch::ErrorKind::kInput);
     }
-    return 0;
+    return;
   }
 
   // pre_caption output: valid UTF-8, stripped of spaces, at most 50 space-separated words.
@@ -82,5 +121,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(padded.ids[kept - 1] == 102);
     for (std::size_t i = 0; i < 35; ++i) check(padded.mask[i] == (i < kept ? 1 : 0));
   }
-  return 0;
 }
+
+}  // namespace
