@@ -271,7 +271,7 @@ RgbImage decode_png(const std::uint8_t* data, std::size_t size, const std::strin
       std::uint8_t r, g, b;
       if (grey16) {
         const int v = (src[x * 2] << 8) | src[x * 2 + 1];
-        // Pillow's i2rgb clips; by default we keep the high byte instead (see image.h).
+        // Pillow's i2rgb clips, and so do we by default (see image.h).
         r = g = b = options.pillow_clip_16bit_grey ? static_cast<std::uint8_t>(v > 255 ? 255 : v)
                                                    : static_cast<std::uint8_t>(v >> 8);
       } else if (channels == 1) {

@@ -27,10 +27,10 @@ struct DecodeOptions {
   // Decompression-bomb guard: images with more pixels than this are refused (Error kInput).
   std::int64_t max_pixels = 178956970;  // Pillow's hard limit (2 * MAX_IMAGE_PIXELS)
   // 16-bit greyscale PNG: Pillow opens it as mode "I" and convert("RGB") clips every value
-  // above 255 to white, so LAVIS sees an almost white picture. By default we keep the high
-  // byte (value >> 8, what Pillow does for every other 16-bit PNG layout and what the user
-  // sees); true reproduces Pillow's clipping bit for bit (strict LAVIS).
-  bool pillow_clip_16bit_grey = false;
+  // above 255 to white, so LAVIS sees an almost white picture. By default we do the same, so
+  // that vectors equal LAVIS's; false keeps the high byte instead (value >> 8, what Pillow does
+  // for every other 16-bit PNG layout and closer to what a viewer shows).
+  bool pillow_clip_16bit_grey = true;
 };
 
 // Decodes JPEG, PNG (8/16 bit, grey, palette, alpha), WebP, BMP, TIFF and GIF (first frame) to
