@@ -56,6 +56,34 @@ void gemv_strided(const float* rows, std::int64_t count, std::int64_t stride, co
   }
 }
 
+// scores[i] = max over item i's vectors v and the query's vectors q of v . q. The max is taken
+// as the dots are made, in one pass over the items (no per-vector score buffer to write and
+// read back).
+MMSEARCH_MULTIVERSION
+void max_over_pairs(const float* items, std::int64_t count, int per_item, const float* query,
+                    int query_rows, int dim, float* scores) {
+  constexpr int kLanes = 16;
+  for (std::int64_t i = 0; i < count; ++i) {
+    float best = -std::numeric_limits<float>::infinity();
+    for (int v = 0; v < per_item; ++v) {
+      const float* row = items + (i * per_item + v) * static_cast<std::int64_t>(dim);
+      for (int q = 0; q < query_rows; ++q) {
+        const float* qv = query + static_cast<std::int64_t>(q) * dim;
+        float partial[kLanes] = {};
+        int d = 0;
+        for (; d + kLanes <= dim; d += kLanes) {
+          for (int lane = 0; lane < kLanes; ++lane) partial[lane] += row[d + lane] * qv[d + lane];
+        }
+        float sum = 0.0f;
+        for (; d < dim; ++d) sum += row[d] * qv[d];
+        for (int lane = 0; lane < kLanes; ++lane) sum += partial[lane];
+        best = std::max(best, sum);
+      }
+    }
+    scores[i] = best;
+  }
+}
+
 void check_shape(const Embeddings& e, const char* what) {
   if (e.count < 0 || e.vectors_per_item <= 0 || e.dim <= 0) {
     if (e.count == 0 && e.values.empty()) return;
@@ -165,24 +193,10 @@ std::vector<float> score_items(const Embeddings& query, const Embeddings& items,
       }
       return scores;
     }
-    case ScoreRule::kMaxOverQueries: {
-      // One gemv per query vector over every stored vector, then a max per item. For the common
-      // text query (one vector) this is a single pass over the matrix.
-      const std::int64_t all_rows = items.count * items.vectors_per_item;
-      std::vector<float> row_scores(static_cast<std::size_t>(all_rows));
-      std::fill(scores.begin(), scores.end(), -std::numeric_limits<float>::infinity());
-      for (int q = 0; q < query.vectors_per_item; ++q) {
-        gemv_strided(items.values.data(), all_rows, dim,
-                     query.values.data() + static_cast<std::int64_t>(q) * dim, dim,
-                     row_scores.data());
-        for (std::int64_t i = 0; i < items.count; ++i) {
-          const float* s = row_scores.data() + i * items.vectors_per_item;
-          const float best = *std::max_element(s, s + items.vectors_per_item);
-          scores[i] = std::max(scores[i], best);
-        }
-      }
+    case ScoreRule::kMaxOverQueries:
+      max_over_pairs(items.values.data(), items.count, items.vectors_per_item,
+                     query.values.data(), query.vectors_per_item, dim, scores.data());
       return scores;
-    }
   }
   throw Error(ErrorKind::kUsage, "unknown score rule");
 }
