@@ -84,10 +84,13 @@ void WordPieceTokenizer::validate_and_index() {
   const auto vocab_count = static_cast<std::int64_t>(vocab_.size());
   for (const auto& [name, id] : options_.added_tokens) {
     if (name.empty()) throw Error(ErrorKind::kModel, "added special token with an empty name");
+    if (id >= 0 && id < vocab_count && vocab_[static_cast<std::size_t>(id)] == name) {
+      continue;  // already in the vocab file under this id: only marks it special
+    }
     if (id < vocab_count) {
       throw Error(ErrorKind::kModel, "added special token " + name + " has id " +
-                                         std::to_string(id) + ", inside the vocab file (" +
-                                         std::to_string(vocab_count) + " entries)");
+                                         std::to_string(id) +
+                                         ", which the vocab file gives to another token");
     }
     if (!added_token_names_.emplace(id, name).second) {
       throw Error(ErrorKind::kModel, "added special tokens " + added_token_names_[id] + " and " +

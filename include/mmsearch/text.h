@@ -27,8 +27,9 @@ struct TokenizerOptions {
   // unk_token and every added token are special too, whether listed here or not.
   std::vector<std::string> never_split = {"[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
   // Special tokens added beyond the vocab file, name -> id (transformers add_special_tokens):
-  // BLIP-2 {"[DEC]": 30522}; BLIP v1 {"[DEC]": 30522, "[ENC]": 30523}. Ids must be >= the
-  // vocab size and distinct.
+  // BLIP-2 {"[DEC]": 30522}; BLIP v1 {"[DEC]": 30522, "[ENC]": 30523}. A bundle's whole
+  // special_tokens map may be given: an entry naming the vocab's own token at its id only marks
+  // it special. Other ids must be >= the vocab size and distinct (else Error(kModel)).
   std::map<std::string, std::int64_t> added_tokens;
   std::int64_t cls_id = 101;
   std::int64_t sep_id = 102;
@@ -65,7 +66,7 @@ class WordPieceTokenizer {
   const std::string& id_to_token(std::int64_t id) const;     // Error(kUsage) when out of range
   std::size_t vocab_size() const { return vocab_.size(); }   // the vocab file's entries only
   // Vocab plus added tokens (transformers len(tokenizer), the embedding rows the model needs).
-  std::size_t size() const { return vocab_.size() + options_.added_tokens.size(); }
+  std::size_t size() const { return vocab_.size() + added_token_names_.size(); }
 
   // [CLS] + tokens + [SEP]; with max_length > 0, tokens truncated on the right so that the
   // result has at most max_length ids (transformers truncation=True, max_length=N).

@@ -277,6 +277,11 @@ TEST(WordPieceTokenizer, InMemoryVocabAndValidation) {
   TokenizerOptions missing = options;
   missing.never_split.push_back("[NOPE]");
   EXPECT_THROW(WordPieceTokenizer(vocab, missing), Error);
+  TokenizerOptions whole_map = options;  // a bundle's special_tokens map, vocab entries included
+  whole_map.added_tokens = {{"[UNK]", 1}, {"[CLS]", 2}, {"[DEC]", 10}};
+  const WordPieceTokenizer with_dec(vocab, whole_map);
+  EXPECT_EQ(with_dec.size(), 11u);
+  EXPECT_EQ(with_dec.encode("a[DEC]").ids, (std::vector<std::int64_t>{2, 8, 10, 3}));
   TokenizerOptions clashing = options;
   clashing.added_tokens = {{"[DEC]", 3}};
   EXPECT_THROW(WordPieceTokenizer(vocab, clashing), Error);
