@@ -115,10 +115,12 @@ def adapt_pos_embed(key: str, value: torch.Tensor, target: torch.Tensor, vision:
     if value.shape == target.shape:
         return value
     if key.endswith("positional_embedding") and value.dim() == 2:
+        # clip_vit.interpolate_pos_embed works in the stored dtype (computed in fp32 here, rounded back)
         g = int(round((target.shape[0] - 1) ** 0.5))
         return interpolate_clip_pos_embed(value.float(), g).to(value.dtype)
     if key.endswith("pos_embed") and value.dim() == 3:
-        return interpolate_vit_pos_embed(value.float(), target.shape[1] - 1).to(value.dtype)
+        # vit / eva_vit.interpolate_pos_embed: result is float32 (EVA calls .float() first)
+        return interpolate_vit_pos_embed(value.float(), target.shape[1] - 1)
     return value
 
 

@@ -48,6 +48,7 @@ class ModelSpec:
     vit_precision: str = "fp32"        # "fp16": LAVIS rounds ViT Linear/Conv weights to fp16
     has_itm: bool = True
     queue_size: int = 0                # BLIP retrieval checkpoints carry queues of this length
+    freeze_vit: bool = False           # BLIP-2: frozen ViT -> its weights are not in the model file
 
 
 _EVA = CheckpointFile("eva_vit_g.pth", f"{_GCS}/LAVIS/models/BLIP2/eva_vit_g.pth", "vit", 2_000_000_000)
@@ -71,13 +72,13 @@ MODELS: Dict[str, ModelSpec] = {
         "BLIP-2 Q-Former feature extractor, EVA ViT-g/14 (LAVIS blip2_feature_extractor/pretrain)",
         (_EVA, CheckpointFile("blip2_pretrained.pth", f"{_GCS}/LAVIS/models/BLIP2/blip2_pretrained.pth",
                               "model", 750_000_000)),
-        "blip2_feature_extractor", "pretrain", 32, vit_precision="fp16"),
+        "blip2_feature_extractor", "pretrain", 32, vit_precision="fp16", freeze_vit=True),
     "blip2-vitL": ModelSpec(
         "blip2-vitL", "blip2", "clip-vit-l14", 224, "blip2_feature_extractor_pretrain_vitL",
         "BLIP-2 Q-Former feature extractor, CLIP ViT-L/14 (LAVIS blip2_feature_extractor/pretrain_vitL)",
         (_CLIP_L, CheckpointFile("blip2_pretrained_vitL.pth", f"{_GCS}/LAVIS/models/BLIP2/blip2_pretrained_vitL.pth",
                                  "model", 750_000_000)),
-        "blip2_feature_extractor", "pretrain_vitL", 32, vit_precision="fp16"),
+        "blip2_feature_extractor", "pretrain_vitL", 32, vit_precision="fp16", freeze_vit=True),
     "blip2-coco": ModelSpec(
         "blip2-coco", "blip2", "eva-vit-g14", 364, "blip2_feature_extractor_coco",
         "BLIP-2 Q-Former feature extractor fine-tuned on COCO retrieval, EVA ViT-g/14 at 364 px "
@@ -250,7 +251,7 @@ def write_deterministic_checkpoints(name: str, out_dir, image_size: Optional[int
             _atomic_save(sd, path)
         else:
             lay = dict(layout)
-            if spec.family == "blip2" and any(c.role == "vit" for c in spec.checkpoints) and spec.name != "blip2-coco":
+            if spec.freeze_vit:  # LAVIS _save_checkpoint drops frozen parameters
                 lay = {k: v for k, v in lay.items() if not k.startswith("visual_encoder.")}
             if spec.queue_size:
                 for k, v in list(layout.items()):
