@@ -15,8 +15,8 @@ namespace {
 void check_set(const EvalSet& set) {
   if (set.caption_image.size() != set.caption_texts.size()) {
     throw Error(ErrorKind::kUsage, "eval: " + std::to_string(set.caption_texts.size()) +
-                                       " captions but " +
-                                       std::to_string(set.caption_image.size()) + " owners");
+                                       " captions but " + std::to_string(set.caption_image.size()) +
+                                       " owners");
   }
   const auto images = static_cast<std::int64_t>(set.image_categories.size());
   for (std::int64_t owner : set.caption_image) {

@@ -80,7 +80,10 @@ inline std::uint64_t merge_round(std::uint64_t acc, std::uint64_t val) {
 class Xxh64 {
  public:
   explicit Xxh64(std::uint64_t seed)
-      : v1_(seed + kPrime1 + kPrime2), v2_(seed + kPrime2), v3_(seed), v4_(seed - kPrime1),
+      : v1_(seed + kPrime1 + kPrime2),
+        v2_(seed + kPrime2),
+        v3_(seed),
+        v4_(seed - kPrime1),
         seed_(seed) {}
 
   void update(const unsigned char* p, std::size_t n) {
@@ -365,7 +368,9 @@ struct IndexStore::Impl {
   bool read_only = false;
   std::map<std::string, std::int64_t> model_rows;  // model id -> models.id, cached
 
-  std::string where(const std::string& what) const { return "index " + path.string() + ": " + what; }
+  std::string where(const std::string& what) const {
+    return "index " + path.string() + ": " + what;
+  }
 
   void exec(const char* sql, const std::string& what) {
     char* message = nullptr;
@@ -422,18 +427,19 @@ struct IndexStore::Impl {
     std::error_code ec;
     if (read_only) {
       if (!fs::exists(path, ec)) {
-        throw Error(ErrorKind::kIndex, "no index at " + path.string() +
-                                           " (run `mmsearch index DIR` to create one)");
+        throw Error(ErrorKind::kIndex,
+                    "no index at " + path.string() + " (run `mmsearch index DIR` to create one)");
       }
     } else if (path.has_parent_path()) {
       fs::create_directories(path.parent_path(), ec);
       if (ec) {
-        throw Error(ErrorKind::kIndex, "cannot create " + path.parent_path().string() + ": " +
-                                           ec.message());
+        throw Error(ErrorKind::kIndex,
+                    "cannot create " + path.parent_path().string() + ": " + ec.message());
       }
     }
-    const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                      SQLITE_OPEN_NOMUTEX;
+    const int flags =
+        (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+        SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
       const std::string message = db ? sqlite3_errmsg(db) : "out of memory";
       sqlite3_close(db);
@@ -486,8 +492,9 @@ struct IndexStore::Impl {
       }
       write_transaction("create schema", [&] {
         exec(kSchemaV1, "create schema");
-        const std::string version_sql = "INSERT INTO meta (key, value) VALUES ('schema_version', '" +
-                                        std::to_string(kSchemaVersion) + "')";
+        const std::string version_sql =
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '" +
+            std::to_string(kSchemaVersion) + "')";
         exec(version_sql.c_str(), "create schema");
         exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str(),
              "create schema");
@@ -508,8 +515,8 @@ struct IndexStore::Impl {
                       ". Upgrade mmsearch, or set MMSEARCH_HOME to use another index");
     }
     if (version < 1) {
-      throw Error(ErrorKind::kIndex, "index " + path.string() +
-                                         " has no valid schema version; it is corrupt");
+      throw Error(ErrorKind::kIndex,
+                  "index " + path.string() + " has no valid schema version; it is corrupt");
     }
     // Migrations from older versions go here, one transaction each, when version 2 exists.
   }
@@ -552,8 +559,7 @@ void validate(const IndexedFile& file) {
     }
     if (is_caption_kind(v.kind)) {
       if (v.caption_index < 0 || v.caption_index >= static_cast<int>(file.captions.size())) {
-        throw Error(ErrorKind::kUsage, path + ": " + to_string(v.kind) +
-                                           " vectors name caption " +
+        throw Error(ErrorKind::kUsage, path + ": " + to_string(v.kind) + " vectors name caption " +
                                            std::to_string(v.caption_index) + " of " +
                                            std::to_string(file.captions.size()));
       }
@@ -597,7 +603,9 @@ void IndexStore::upsert_batch(const std::string& model_id, const std::vector<Ind
           .run();
       const std::int64_t file_id = sqlite3_last_insert_rowid(s.db);
       for (std::size_t c = 0; c < file.captions.size(); ++c) {
-        caption.bind(1, file_id).bind(2, static_cast<std::int64_t>(c)).bind(3, file.captions[c].text);
+        caption.bind(1, file_id)
+            .bind(2, static_cast<std::int64_t>(c))
+            .bind(3, file.captions[c].text);
         if (file.captions[c].text_en.empty()) {
           caption.bind_null(4);
         } else {

@@ -121,8 +121,7 @@ const char* to_string(ScoreRule rule) {
 }
 
 ScoreRule score_rule_from_string(const std::string& name) {
-  for (ScoreRule rule :
-       {ScoreRule::kCls, ScoreRule::kMaxOverQueries, ScoreRule::kMeanOfQueries}) {
+  for (ScoreRule rule : {ScoreRule::kCls, ScoreRule::kMaxOverQueries, ScoreRule::kMeanOfQueries}) {
     if (name == to_string(rule)) return rule;
   }
   throw Error(ErrorKind::kUsage, "unknown score rule '" + name +
@@ -157,8 +156,7 @@ Embeddings mean_of_queries(const Embeddings& embeddings) {
   return means;
 }
 
-std::vector<float> score_items(const Embeddings& query, const Embeddings& items,
-                               ScoreRule rule) {
+std::vector<float> score_items(const Embeddings& query, const Embeddings& items, ScoreRule rule) {
   check_shape(query, "query");
   check_shape(items, "items");
   if (query.count != 1) {
@@ -169,8 +167,7 @@ std::vector<float> score_items(const Embeddings& query, const Embeddings& items,
   if (items.count == 0) return scores;
   if (query.dim != items.dim) {
     throw Error(ErrorKind::kUsage, "query vectors have " + std::to_string(query.dim) +
-                                       " dimensions, the stored ones " +
-                                       std::to_string(items.dim) +
+                                       " dimensions, the stored ones " + std::to_string(items.dim) +
                                        " (were they made by another model?)");
   }
   const int dim = items.dim;
@@ -194,8 +191,8 @@ std::vector<float> score_items(const Embeddings& query, const Embeddings& items,
       return scores;
     }
     case ScoreRule::kMaxOverQueries:
-      max_over_pairs(items.values.data(), items.count, items.vectors_per_item,
-                     query.values.data(), query.vectors_per_item, dim, scores.data());
+      max_over_pairs(items.values.data(), items.count, items.vectors_per_item, query.values.data(),
+                     query.vectors_per_item, dim, scores.data());
       return scores;
   }
   throw Error(ErrorKind::kUsage, "unknown score rule");

@@ -18,7 +18,7 @@ namespace {
 // Text helpers (Hershey fonts are ASCII only)
 
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
-const cv::Scalar kInk(40, 40, 40);        // BGR, near black
+const cv::Scalar kInk(40, 40, 40);  // BGR, near black
 const cv::Scalar kMutedInk(110, 110, 110);
 const cv::Scalar kWhite(255, 255, 255);
 
@@ -133,13 +133,12 @@ void put_vertical_text(cv::Mat& canvas, const std::string& text, int x_centre, i
               cv::LINE_AA);
   cv::Mat rotated;
   cv::rotate(strip, rotated, cv::ROTATE_90_COUNTERCLOCKWISE);
-  cv::Rect target(x_centre - rotated.cols / 2, y_bottom - rotated.rows, rotated.cols,
-                  rotated.rows);
+  cv::Rect target(x_centre - rotated.cols / 2, y_bottom - rotated.rows, rotated.cols, rotated.rows);
   target &= cv::Rect(0, 0, canvas.cols, canvas.rows);
   if (target.area() == 0) return;
-  cv::Mat src = rotated(cv::Rect(target.x - (x_centre - rotated.cols / 2),
-                                 target.y - (y_bottom - rotated.rows), target.width,
-                                 target.height));
+  cv::Mat src =
+      rotated(cv::Rect(target.x - (x_centre - rotated.cols / 2),
+                       target.y - (y_bottom - rotated.rows), target.width, target.height));
   // Darken-only blend keeps whatever is already under the label visible.
   cv::Mat dst = canvas(target);
   cv::min(dst, src, dst);
@@ -242,10 +241,9 @@ SimilarityKind similarity_kind_from_string(std::string_view name) {
         SimilarityKind::kMultimodalMultimodal, SimilarityKind::kTextText}) {
     if (name == to_string(kind)) return kind;
   }
-  throw Error(ErrorKind::kUsage,
-              "unknown matrix kind '" + std::string(name) +
-                  "' (expected image-image, image-text, image-multimodal, "
-                  "multimodal-multimodal or text-text)");
+  throw Error(ErrorKind::kUsage, "unknown matrix kind '" + std::string(name) +
+                                     "' (expected image-image, image-text, image-multimodal, "
+                                     "multimodal-multimodal or text-text)");
 }
 
 SimilarityMatrix grouped_by_category(const SimilarityMatrix& matrix) {
@@ -260,7 +258,8 @@ SimilarityMatrix grouped_by_category(const SimilarityMatrix& matrix) {
   for (std::size_t r = 0; r < rows.size(); ++r) {
     out.row_labels.push_back(matrix.row_labels[rows[r]]);
     out.row_categories.push_back(matrix.row_categories[rows[r]]);
-    for (std::size_t c = 0; c < m; ++c) out.scores[r * m + c] = matrix.scores[rows[r] * m + cols[c]];
+    for (std::size_t c = 0; c < m; ++c)
+      out.scores[r * m + c] = matrix.scores[rows[r] * m + cols[c]];
   }
   for (std::size_t c = 0; c < m; ++c) {
     out.col_labels.push_back(matrix.col_labels[cols[c]]);
@@ -379,10 +378,9 @@ RgbImage render_heatmap(const SimilarityMatrix& input, const HeatmapOptions& opt
   for (const auto& [begin, end] : row_blocks) {
     const int y0 = matrix_y + begin * cell + 1, y1 = matrix_y + end * cell - 2;
     cv::line(canvas, {bracket_x, y0}, {bracket_x, y1}, kInk, 2);
-    const std::string name = fit_text(to_ascii(m.row_categories[begin].empty()
-                                                   ? "(none)"
-                                                   : m.row_categories[begin]),
-                                      category_scale, category_band - 16, 1);
+    const std::string name =
+        fit_text(to_ascii(m.row_categories[begin].empty() ? "(none)" : m.row_categories[begin]),
+                 category_scale, category_band - 16, 1);
     const int w = text_width(name, category_scale);
     put_text(canvas, name, {bracket_x - 8 - w, (y0 + y1) / 2 + 5}, category_scale, kInk, 1);
   }
@@ -390,10 +388,9 @@ RgbImage render_heatmap(const SimilarityMatrix& input, const HeatmapOptions& opt
   for (const auto& [begin, end] : col_blocks) {
     const int x0 = matrix_x + begin * cell + 1, x1 = matrix_x + end * cell - 2;
     cv::line(canvas, {x0, bracket_y}, {x1, bracket_y}, kInk, 2);
-    const std::string name = fit_text(to_ascii(m.col_categories[begin].empty()
-                                                   ? "(none)"
-                                                   : m.col_categories[begin]),
-                                      category_scale, category_band - 16, 1);
+    const std::string name =
+        fit_text(to_ascii(m.col_categories[begin].empty() ? "(none)" : m.col_categories[begin]),
+                 category_scale, category_band - 16, 1);
     put_vertical_text(canvas, name, (x0 + x1) / 2, bracket_y - 8, category_scale, kInk, 1);
   }
 
@@ -422,8 +419,8 @@ RgbImage render_heatmap(const SimilarityMatrix& input, const HeatmapOptions& opt
   constexpr int kTicks = 5;
   for (int t = 0; t < kTicks; ++t) {
     const float value = hi - (hi - lo) * t / (kTicks - 1);
-    const int y = matrix_y + static_cast<int>(std::lround(static_cast<double>(matrix_h - 1) * t /
-                                                          (kTicks - 1)));
+    const int y = matrix_y + static_cast<int>(
+                                 std::lround(static_cast<double>(matrix_h - 1) * t / (kTicks - 1)));
     cv::line(canvas, {bar_x + bar_w, y}, {bar_x + bar_w + 5, y}, kInk, 1);
     put_text(canvas, format_score(value), {bar_x + bar_w + 8, y + 5}, 0.42, kInk);
   }
@@ -431,7 +428,8 @@ RgbImage render_heatmap(const SimilarityMatrix& input, const HeatmapOptions& opt
 
   // Title and a line that says what the axes are.
   const std::string kind = to_string(m.kind);
-  const std::string title = fit_text(to_ascii(m.model) + "  -  " + kind, 0.8, width - 2 * margin, 2);
+  const std::string title =
+      fit_text(to_ascii(m.model) + "  -  " + kind, 0.8, width - 2 * margin, 2);
   put_text(canvas, title, {margin, 30}, 0.8, kInk, 2);
   const std::string row_kind = kind.substr(0, kind.find('-'));
   const std::string col_kind = kind.substr(kind.find('-') + 1);
@@ -451,7 +449,8 @@ void write_heatmap_png(const SimilarityMatrix& matrix, const std::filesystem::pa
 
 void write_png(const RgbImage& image, const std::filesystem::path& path) {
   const cv::Mat bgr = to_mat(image);
-  if (bgr.empty()) throw Error(ErrorKind::kUsage, path.string() + ": empty image, nothing to write");
+  if (bgr.empty())
+    throw Error(ErrorKind::kUsage, path.string() + ": empty image, nothing to write");
   write_file_png(bgr, path);
 }
 
@@ -469,8 +468,8 @@ cv::Mat thumbnail(const RgbImage& image, int size) {
     put_text(tile, text, {(size - text_width(text, 0.5)) / 2, size / 2}, 0.5, kMutedInk);
     return tile;
   }
-  const double scale = std::min(static_cast<double>(size) / bgr.cols,
-                                static_cast<double>(size) / bgr.rows);
+  const double scale =
+      std::min(static_cast<double>(size) / bgr.cols, static_cast<double>(size) / bgr.rows);
   const int w = std::max(1, static_cast<int>(std::lround(bgr.cols * scale)));
   const int h = std::max(1, static_cast<int>(std::lround(bgr.rows * scale)));
   cv::Mat resized;
@@ -488,8 +487,7 @@ std::string format_weight(float weight) {
 }  // namespace
 
 RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
-                        const std::vector<MontageResult>& results,
-                        const MontageOptions& options) {
+                        const std::vector<MontageResult>& results, const MontageOptions& options) {
   const int thumb = std::max(64, options.thumbnail);
   const int columns = std::max(1, std::min<int>(options.columns, std::max<int>(1, results.size())));
   const int rows = std::max(1, static_cast<int>((results.size() + columns - 1) / columns));
@@ -513,7 +511,8 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
     if (show_weights) query_h += line_h + 2;
     if (term.image.width > 0) query_h += thumb + 8;
     if (!term.text.empty()) {
-      const auto lines = wrap_text("\"" + to_ascii(term.text) + "\"", 0.5, thumb - 14, text_box_lines);
+      const auto lines =
+          wrap_text("\"" + to_ascii(term.text) + "\"", 0.5, thumb - 14, text_box_lines);
       query_h += line_h * static_cast<int>(lines.size()) + 16;
     }
     query_h += gap;
@@ -526,8 +525,8 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
 
   cv::Mat canvas(height, width, CV_8UC3, kWhite);
   if (!options.title.empty()) {
-    put_text(canvas, fit_text(to_ascii(options.title), 0.75, width - 2 * pad, 2),
-             {pad, pad + 26}, 0.75, kInk, 2);
+    put_text(canvas, fit_text(to_ascii(options.title), 0.75, width - 2 * pad, 2), {pad, pad + 26},
+             0.75, kInk, 2);
   }
   put_text(canvas, "Query", {panel_x, pad + title_h + 20}, 0.6, kInk, 2);
   char header[64];
@@ -557,8 +556,8 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
     }
     if (!term.text.empty()) {
       // The box fits its wrapped lines, so a short query takes a short box.
-      const auto lines = wrap_text("\"" + to_ascii(term.text) + "\"", 0.5, thumb - 14,
-                                   text_box_lines);
+      const auto lines =
+          wrap_text("\"" + to_ascii(term.text) + "\"", 0.5, thumb - 14, text_box_lines);
       const cv::Rect box(panel_x + 10, y, thumb, line_h * static_cast<int>(lines.size()) + 8);
       cv::rectangle(canvas, box, kWhite, cv::FILLED);
       cv::rectangle(canvas, box, cv::Scalar(180, 180, 180), 1);
@@ -605,8 +604,8 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
 }
 
 void write_montage_png(const std::vector<MontageQueryTerm>& query,
-                       const std::vector<MontageResult>& results,
-                       const std::filesystem::path& path, const MontageOptions& options) {
+                       const std::vector<MontageResult>& results, const std::filesystem::path& path,
+                       const MontageOptions& options) {
   write_png(render_montage(query, results, options), path);
 }
 

@@ -129,7 +129,7 @@ struct VectorOwner {
   std::string path;
   std::string category;
   int caption_index = -1;  // -1 for image kinds
-  std::string caption;     // the row's caption for caption kinds; the file's first caption otherwise
+  std::string caption;  // the row's caption for caption kinds; the file's first caption otherwise
   std::string caption_en;
 };
 

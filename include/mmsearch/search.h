@@ -85,8 +85,7 @@ Embeddings mean_of_queries(const Embeddings& embeddings);
 std::vector<float> score_items(const Embeddings& query, const Embeddings& items, ScoreRule rule);
 
 // All queries against all items: a queries.count x items.count row-major matrix.
-std::vector<float> score_matrix(const Embeddings& queries, const Embeddings& items,
-                                ScoreRule rule);
+std::vector<float> score_matrix(const Embeddings& queries, const Embeddings& items, ScoreRule rule);
 
 // One query term's scores over the same items, with its weight (negative subtracts).
 struct WeightedScores {

@@ -108,8 +108,8 @@ RgbImage render_montage(const std::vector<MontageQueryTerm>& query,
                         const std::vector<MontageResult>& results,
                         const MontageOptions& options = {});
 void write_montage_png(const std::vector<MontageQueryTerm>& query,
-                       const std::vector<MontageResult>& results,
-                       const std::filesystem::path& path, const MontageOptions& options = {});
+                       const std::vector<MontageResult>& results, const std::filesystem::path& path,
+                       const MontageOptions& options = {});
 
 // Writes an RGB image as PNG (Error kInput when it cannot be written).
 void write_png(const RgbImage& image, const std::filesystem::path& path);

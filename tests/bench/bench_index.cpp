@@ -19,7 +19,8 @@ double ms_since(Clock::time_point t0) {
 }
 
 StoredVectors block(VectorKind kind, int caption, int rows, int cols) {
-  StoredVectors v{kind, caption, rows, cols, std::vector<float>(static_cast<std::size_t>(rows) * cols, 0.01f)};
+  StoredVectors v{kind, caption, rows, cols,
+                  std::vector<float>(static_cast<std::size_t>(rows) * cols, 0.01f)};
   return v;
 }
 
@@ -57,9 +58,10 @@ int main(int argc, char** argv) {
       }
     }
     const double insert_ms = ms_since(t0);
-    std::printf("%-10s insert %d files in batches of %d: %8.1f ms  (%.0f files/s, %.2f ms/commit)\n",
-                model.c_str(), files, batch, insert_ms, files / (insert_ms / 1e3),
-                insert_ms / ((files + batch - 1) / batch));
+    std::printf(
+        "%-10s insert %d files in batches of %d: %8.1f ms  (%.0f files/s, %.2f ms/commit)\n",
+        model.c_str(), files, batch, insert_ms, files / (insert_ms / 1e3),
+        insert_ms / ((files + batch - 1) / batch));
 
     auto t1 = Clock::now();
     const auto states = store.file_states(model, root);
@@ -83,10 +85,10 @@ int main(int argc, char** argv) {
                 static_cast<long long>(loaded.embeddings.count), loaded.embeddings.vectors_per_item,
                 loaded.embeddings.dim, ms_since(t1));
   }
-  std::printf("store size: %.1f MB\n",
-              (std::filesystem::file_size(dir / "index.sqlite3") +
-               (std::filesystem::exists(dir / "index.sqlite3-wal")
-                    ? std::filesystem::file_size(dir / "index.sqlite3-wal")
-                    : 0)) / 1e6);
+  std::printf("store size: %.1f MB\n", (std::filesystem::file_size(dir / "index.sqlite3") +
+                                        (std::filesystem::exists(dir / "index.sqlite3-wal")
+                                             ? std::filesystem::file_size(dir / "index.sqlite3-wal")
+                                             : 0)) /
+                                           1e6);
   return 0;
 }

@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
   const Embeddings text = random_embeddings(1, 1, dim, 2);
   const double gb = static_cast<double>(cls.values.size()) * 4 / 1e9;
 
-  const double cls_ms = best_ms(repeats, [&] { sink = score_items(text, cls, ScoreRule::kCls)[0]; });
+  const double cls_ms =
+      best_ms(repeats, [&] { sink = score_items(text, cls, ScoreRule::kCls)[0]; });
   std::printf("cls gemv          %lld x %d: %8.2f ms  (%.1f GB/s, %.1f M items/s)\n",
               static_cast<long long>(items), dim, cls_ms, gb / (cls_ms / 1e3),
               items / cls_ms / 1e3);
@@ -69,8 +70,8 @@ int main(int argc, char** argv) {
   const Embeddings image_query = random_embeddings(1, 32, dim, 3);
   const double mean_ms =
       best_ms(repeats, [&] { sink = score_items(image_query, cls, ScoreRule::kMeanOfQueries)[0]; });
-  std::printf("mean-of-queries   %lld pre-reduced items: %8.2f ms\n",
-              static_cast<long long>(items), mean_ms);
+  std::printf("mean-of-queries   %lld pre-reduced items: %8.2f ms\n", static_cast<long long>(items),
+              mean_ms);
 
   std::vector<float> scores = score_items(text, cls, ScoreRule::kCls);
   const double topk_ms = best_ms(repeats, [&] {

@@ -1,8 +1,7 @@
-#include "mmsearch/eval.h"
-
 #include <gtest/gtest.h>
 
 #include "mmsearch/error.h"
+#include "mmsearch/eval.h"
 
 using namespace mmsearch;
 
@@ -84,8 +83,8 @@ TEST(CategoryPrecision, ExcludesTheQueryItself) {
   std::vector<float> scores(n * n);
   for (std::size_t q = 0; q < n; ++q) {
     for (std::size_t i = 0; i < n; ++i) {
-      scores[q * n + i] = q == i ? 1.0f
-                                 : (set.image_categories[q] == set.image_categories[i] ? 0.8f : 0.2f);
+      scores[q * n + i] =
+          q == i ? 1.0f : (set.image_categories[q] == set.image_categories[i] ? 0.8f : 0.2f);
     }
   }
   const CategoryPrecision p = category_precision_at_k(scores, set, 5);

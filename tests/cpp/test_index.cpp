@@ -1,5 +1,3 @@
-#include "mmsearch/index.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -14,6 +12,7 @@
 #include <thread>
 
 #include "mmsearch/error.h"
+#include "mmsearch/index.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;
@@ -57,9 +56,9 @@ TEST(Xxh64, MatchesReferenceImplementation) {
   // Reference values from libxxhash 0.8.1 (XXH64, seed 0) on bytes (i * 7 + 1) mod 256,
   // covering the short, 4/8-byte tail and 32-byte stripe paths.
   const std::vector<std::pair<int, std::uint64_t>> cases = {
-      {0, 0xef46db3751d8e999ULL},   {1, 0x8a4127811b21e730ULL},  {3, 0xb6e6c910c2fd373aULL},
-      {4, 0x22eda2cf6af4c124ULL},   {7, 0x34084d91a233a751ULL},  {8, 0xc6f1803a5e0b3222ULL},
-      {31, 0x6ab1c40e29f50073ULL},  {32, 0x5a0756fbe9ecd3d1ULL}, {33, 0xdc50cdc37bb9c183ULL},
+      {0, 0xef46db3751d8e999ULL},   {1, 0x8a4127811b21e730ULL},   {3, 0xb6e6c910c2fd373aULL},
+      {4, 0x22eda2cf6af4c124ULL},   {7, 0x34084d91a233a751ULL},   {8, 0xc6f1803a5e0b3222ULL},
+      {31, 0x6ab1c40e29f50073ULL},  {32, 0x5a0756fbe9ecd3d1ULL},  {33, 0xdc50cdc37bb9c183ULL},
       {100, 0xd248bfc5208b0b16ULL}, {1000, 0x6be03acbf959c413ULL}};
   for (const auto& [n, expected] : cases) {
     std::string bytes(n, '\0');
@@ -87,7 +86,10 @@ TEST(Xxh64, FileHashStreamsAcrossBlocks) {
 
 TEST(StorePaths, EnvironmentOrder) {
   const auto restore = [](const char* name, const char* old) {
-    if (old) setenv(name, old, 1); else unsetenv(name);
+    if (old)
+      setenv(name, old, 1);
+    else
+      unsetenv(name);
   };
   const char* old_home = std::getenv("HOME");
   const char* old_xdg = std::getenv("XDG_DATA_HOME");
@@ -184,16 +186,16 @@ TEST(IndexStore, UpsertReplacesEverythingOfThatModelOnly) {
 TEST(IndexStore, ScopePrefixIsAPathPrefixNotAStringPrefix) {
   const fs::path dir = fresh_dir("scope");
   IndexStore store(dir / "index.sqlite3");
-  store.upsert_batch("m", {make_file("/a/b/x.jpg", 1), make_file("/a/bc/y.jpg", 2),
-                           make_file("/a/b-c/z.jpg", 3), make_file("/a/b/sub/w.jpg", 4),
-                           make_file("/a/b%/v.jpg", 5), make_file("/A/B/u.jpg", 6),
-                           make_file("/a/b", 7)});
+  store.upsert_batch(
+      "m", {make_file("/a/b/x.jpg", 1), make_file("/a/bc/y.jpg", 2), make_file("/a/b-c/z.jpg", 3),
+            make_file("/a/b/sub/w.jpg", 4), make_file("/a/b%/v.jpg", 5), make_file("/A/B/u.jpg", 6),
+            make_file("/a/b", 7)});
   std::set<std::string> got;
   for (const auto& f : store.list_files("m", "/a/b")) got.insert(f.state.path);
   EXPECT_EQ(got, (std::set<std::string>{"/a/b", "/a/b/x.jpg", "/a/b/sub/w.jpg"}));
   got.clear();
   for (const auto& f : store.list_files("m", "/a/b/")) got.insert(f.state.path);
-  EXPECT_EQ(got.size(), 3u);  // a trailing slash means the same folder
+  EXPECT_EQ(got.size(), 3u);                             // a trailing slash means the same folder
   EXPECT_EQ(store.list_files("m", "/a/b%").size(), 1u);  // no LIKE wildcards
   EXPECT_EQ(store.list_files("m", "/").size(), 7u);
   EXPECT_EQ(store.file_states("m", "/a/bc").size(), 1u);
@@ -289,8 +291,8 @@ TEST(IndexStore, RefusesNewerSchemaAndForeignDatabases) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((dir / "index.sqlite3").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-                           nullptr, nullptr, nullptr),
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'", nullptr,
+                           nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
   }
@@ -387,8 +389,8 @@ TEST(IndexStore, SurvivesSigkillDuringWrites) {
       }
     }
     close(pipe_fds[1]);
-    std::this_thread::sleep_for(std::chrono::milliseconds(
-        std::uniform_int_distribution<int>(30, 400)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(30, 400)(rng)));
     ASSERT_EQ(kill(child, SIGKILL), 0);
     int status = 0;
     waitpid(child, &status, 0);
@@ -412,7 +414,8 @@ TEST(IndexStore, SurvivesSigkillDuringWrites) {
       EXPECT_LE(b, last_committed + 1) << "a batch appeared that was never written";
     }
     const LoadedVectors v = store.load_vectors("m", "/c", VectorKind::kImageProj);
-    EXPECT_EQ(v.embeddings.count, static_cast<std::int64_t>(files_per_batch.size()) * kFilesPerBatch);
+    EXPECT_EQ(v.embeddings.count,
+              static_cast<std::int64_t>(files_per_batch.size()) * kFilesPerBatch);
     // A rerun resumes: the store still takes writes.
     store.upsert_batch("m", {make_file("/c/after", 1)});
     EXPECT_TRUE(store.find_file("m", "/c/after").has_value());

@@ -1,5 +1,3 @@
-#include "mmsearch/search.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <random>
 
 #include "mmsearch/error.h"
+#include "mmsearch/search.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;
@@ -51,7 +50,8 @@ Embeddings load_npy_items(const fs::path& path, std::vector<std::int64_t>& shape
   std::string dims = header.substr(open + 1, close - open - 1);
   for (std::size_t pos = 0; pos < dims.size();) {
     const std::size_t comma = dims.find(',', pos);
-    const std::string part = dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const std::string part =
+        dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     if (part.find_first_of("0123456789") != std::string::npos) shape.push_back(std::stoll(part));
     if (comma == std::string::npos) break;
     pos = comma + 1;
@@ -151,7 +151,8 @@ TEST(ScoreRules, ReproduceLavisItcScoresFromGoldenData) {
     SCOPED_TRACE(c.folder);
     std::vector<std::int64_t> image_shape, text_shape, sim_shape;
     Embeddings images = load_npy_items(golden / c.folder / "image_embeds_proj.npy", image_shape);
-    const Embeddings text_full = load_npy_items(golden / c.folder / "text_embeds_proj.npy", text_shape);
+    const Embeddings text_full =
+        load_npy_items(golden / c.folder / "text_embeds_proj.npy", text_shape);
     const Embeddings itc = load_npy_items(golden / c.folder / "itc_sim.npy", sim_shape);
     ASSERT_EQ(image_shape.size(), 3u);
     images.count = image_shape[0];

@@ -1,5 +1,3 @@
-#include "mmsearch/simmatrix.h"
-
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -9,6 +7,7 @@
 #include <sstream>
 
 #include "mmsearch/error.h"
+#include "mmsearch/simmatrix.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;
@@ -109,8 +108,8 @@ std::array<int, 3> pixel(const RgbImage& image, int x, int y) {
 }  // namespace
 
 TEST(SimilarityKind, NamesRoundTrip) {
-  for (const char* name : {"image-image", "image-text", "image-multimodal",
-                           "multimodal-multimodal", "text-text"}) {
+  for (const char* name :
+       {"image-image", "image-text", "image-multimodal", "multimodal-multimodal", "text-text"}) {
     EXPECT_STREQ(to_string(similarity_kind_from_string(name)), name);
   }
   try {
@@ -196,11 +195,12 @@ TEST(Heatmap, BlockStructureIsVisible) {
 }
 
 TEST(Heatmap, RectangularImageTextAndSmallMatrices) {
-  SimilarityMatrix m = synthetic_matrix(5, {"fruit", "vegetable", "drink"},
-                                        SimilarityKind::kImageText, 3);
+  SimilarityMatrix m =
+      synthetic_matrix(5, {"fruit", "vegetable", "drink"}, SimilarityKind::kImageText, 3);
   m.col_labels.clear();
   for (std::size_t i = 0; i < m.row_labels.size(); ++i) {
-    m.col_labels.push_back("A caption about " + m.row_categories[i] + ", item " + std::to_string(i));
+    m.col_labels.push_back("A caption about " + m.row_categories[i] + ", item " +
+                           std::to_string(i));
   }
   write_heatmap_png(m, out_dir() / "heatmap_image_text.png");
 
@@ -219,8 +219,8 @@ TEST(Heatmap, RectangularImageTextAndSmallMatrices) {
 }
 
 TEST(Heatmap, ManyItemsDropItemLabelsButKeepCategories) {
-  const SimilarityMatrix m = synthetic_matrix(
-      40, {"a", "b", "c", "d", "e"}, SimilarityKind::kMultimodalMultimodal, 11);
+  const SimilarityMatrix m =
+      synthetic_matrix(40, {"a", "b", "c", "d", "e"}, SimilarityKind::kMultimodalMultimodal, 11);
   const RgbImage image = render_heatmap(m);
   EXPECT_LT(image.width, 1400);  // 200 items still fit the default 900 px matrix
   write_png(image, out_dir() / "heatmap_200.png");
@@ -245,7 +245,8 @@ TEST(Montage, DrawsQueryAndResultsFromRealPhotos) {
 
   MontageOptions options;
   options.title = "blip2-pretrain  -  text -> image, k = 8";
-  const std::vector<MontageQueryTerm> text_query = {{RgbImage{}, "a pizza with olives and tomato", 1.0f}};
+  const std::vector<MontageQueryTerm> text_query = {
+      {RgbImage{}, "a pizza with olives and tomato", 1.0f}};
   const RgbImage text_montage = render_montage(text_query, results, options);
   write_png(text_montage, out_dir() / "montage_text.png");
   EXPECT_EQ(text_montage.width, render_montage(text_query, results, options).width);
