@@ -174,8 +174,12 @@ def obtain_vocab(args, generated: bool) -> Path:
     from mmsearch_models import download
     if args.vocab:
         return Path(args.vocab)
-    if generated:
+    if generated or args.tiny:
         return DEFAULT_VOCAB
+    if args.checkpoint_dir:  # offline: a vocab beside the checkpoints, else the cache / network
+        for n in ("vocab.txt", "bert-base-uncased-vocab.txt"):
+            if (Path(args.checkpoint_dir) / n).is_file():
+                return Path(args.checkpoint_dir) / n
     url = args.base_url.rstrip("/") + "/vocab.txt" if args.base_url else VOCAB_URL
     dest = Path(args.cache_dir) / "vocab" / _cache_subdir(url) / "bert-base-uncased-vocab.txt"
     try:
@@ -325,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--cache-dir", default=str(default_cache_dir()),
                      help="download cache (default: %(default)s)")
     src.add_argument("--base-url", help="fetch checkpoints and vocab.txt from BASE/<file> (tests, mirrors)")
-    src.add_argument("--vocab", help="bert-base-uncased vocab.txt to bundle (default: downloaded; "
-                                     f"for deterministic / tiny bundles {DEFAULT_VOCAB})")
+    src.add_argument("--vocab", help="bert-base-uncased vocab.txt to bundle (default: vocab.txt or "
+                                     "bert-base-uncased-vocab.txt in --checkpoint-dir, else downloaded "
+                                     f"into the cache; for deterministic / tiny bundles {DEFAULT_VOCAB})")
     pe.add_argument("--retries", type=int, default=3, help="download retries (default %(default)s)")
     pe.add_argument("--timeout", type=float, default=60.0, help="network timeout in s (default %(default)s)")
     pe.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")

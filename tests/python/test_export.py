@@ -367,3 +367,13 @@ def test_deterministic_blip_base_matches_goldens(tmp_path):
     assert (m - g["multimodal_embeds"]).abs().max() <= 1e-4
     assert itm.shape == (n * T, 0)
     assert sum(f.stat().st_size for f in (out / "blip-base").iterdir()) < 1.4e9  # text encoder stored in text.pt and multimodal.pt
+
+
+def test_image_size_override(tmp_path):
+    out = tmp_path / "out"
+    assert run_export("blip-base", "--tiny", "--image-size", "256", "--out", out) == 0
+    b = bundle.load_bundle(out / "blip-base")
+    assert b["manifest"]["image"]["size"] == 256
+    assert b["manifest"]["dims"]["vision_tokens"] == 1 + (256 // 16) ** 2
+    v, e, p = b["image"](torch.zeros(1, 3, 256, 256))
+    assert v.shape == (1, 257, b["manifest"]["dims"]["vision_width"])
