@@ -22,7 +22,7 @@ TOL = {
     "image_embeds": 1e-4, "image_embeds_proj": 1e-5, "text_embeds": 1e-4, "text_embeds_proj": 1e-5,
     "multimodal_embeds": 1e-4, "itm_logits": 1e-4, "itc_sim": 1e-5, "itc_sim_per_query": 1e-5,
     "vit_patch_embed": 1e-4, "vit_block0": 1e-4, "vit_embeds": 1e-4, "text_embedding_output": 1e-4,
-    "qformer_query_embedding_output": 1e-4,
+    "qformer_query_embedding_output": 1e-4, "itm_prob": 1e-5, "itc_sim_itm_model": 1e-5,
 }
 # the raw EVA/CLIP residual stream (before ln_vision) has std ~5: same relative precision
 REL_TOL = {"vit_raw": 1e-4}
@@ -104,12 +104,15 @@ def run_model(name: str, golden_dir, work_dir) -> dict:
         t_mm = time.time() - t2
         out["multimodal_embeds"] = mm
         out["itm_logits"] = itm.reshape(N, T, -1)
+        if itm.shape[-1] == 2:
+            out["itm_prob"] = torch.softmax(out["itm_logits"], dim=-1)[..., 1]
         if spec.family == "blip":
             out["itc_sim"] = image_proj[:, 0] @ text_proj[:, 0].t()
         else:
             per_q = torch.einsum("iqe,je->ijq", image_proj, text_proj[:, 0])
             out["itc_sim_per_query"] = per_q
             out["itc_sim"] = per_q.max(dim=-1).values
+            out["itc_sim_itm_model"] = out["itc_sim"]  # Blip2ITM match_head="itc": same quantity
     out["_timing"] = dict(load_s=t_load, image_s=t_img, multimodal_s=t_mm, total_s=time.time() - t0)
     out["_model"] = model
     _CACHE.clear()  # keep at most one full-size model in memory
@@ -139,7 +142,7 @@ def _keys_for(name, golden_dir):
     summary = json.loads((golden_dir / spec.golden_dir / "summary.json").read_text())
     keys = [k for k in TOL if k in summary["arrays"]] + [k for k in REL_TOL if k in summary["arrays"]]
     if not spec.has_itm:
-        keys = [k for k in keys if k != "itm_logits"]
+        keys = [k for k in keys if k not in ("itm_logits", "itm_prob")]
     return keys
 
 

@@ -61,6 +61,19 @@ def test_tiny_models_build_and_run(name, tmp_path):
     paths = write_deterministic_checkpoints(name, tmp_path, tiny=True)
     assert set(paths) == {c.filename for c in spec.checkpoints}
     total = sum(p.stat().st_size for p in paths.values())
+    # official file structure
+    for cf in spec.checkpoints:
+        obj = torch.load(paths[cf.filename])
+        if cf.role == "vit":
+            assert "model" not in obj and not any(k.startswith("visual_encoder.") for k in obj)
+            assert any(k in obj for k in ("pos_embed", "positional_embedding"))
+        else:
+            sd = obj["model"]
+            has_vit = any(k.startswith("visual_encoder.") for k in sd)
+            assert has_vit == (not spec.freeze_vit), cf.filename
+            if name == "blip-coco":
+                assert {"image_queue", "text_queue", "idx_queue", "queue_ptr"} <= set(sd)
+                assert any(k.startswith("visual_encoder_m.") for k in sd) and any(k.startswith("text_encoder_m.") for k in sd)
     m = build_model(name, tiny=True)
     load_checkpoint_files(m, name, paths, tiny=True)
     nbytes = sum(v.numel() * v.element_size() for v in m.state_dict().values())
