@@ -283,6 +283,9 @@ std::vector<BundleListing> discover_bundles(const std::vector<fs::path>& search_
     std::error_code ec;
     std::vector<fs::path> folders;
     for (const auto& entry : fs::directory_iterator(root, ec)) {
+      // Hidden folders are the exporter's staging (.NAME.tmp-*) and replaced (.NAME.old-*)
+      // bundles, never something to load.
+      if (entry.path().filename().string().rfind('.', 0) == 0) continue;
       if (entry.is_directory(ec) && fs::exists(entry.path() / kManifestFileName, ec)) {
         folders.push_back(entry.path());
       }

@@ -11,6 +11,8 @@
 
 #include "mmsearch/bundle.h"
 #include "mmsearch/encoder.h"
+#include "mmsearch/index.h"
+#include "mmsearch/simmatrix.h"
 
 namespace mmsearch::cli {
 
@@ -43,6 +45,10 @@ struct Command {
 Command register_embed(CLI::App& root, GlobalOptions& global);
 Command register_models(CLI::App& root, GlobalOptions& global);
 Command register_tokenize(CLI::App& root, GlobalOptions& global);
+Command register_index(CLI::App& root, GlobalOptions& global);
+Command register_query(CLI::App& root, GlobalOptions& global);
+Command register_simmatrix(CLI::App& root, GlobalOptions& global);
+Command register_eval(CLI::App& root, GlobalOptions& global);
 
 // Finds and opens a bundle by name (or the default model when empty), verifying its hashes
 // unless --no-verify was given.
@@ -54,5 +60,18 @@ std::filesystem::path user_data_dir();
 // The model used when none is given: $MMSEARCH_DEFAULT_MODEL, else "dishes-tiny" when present,
 // else the only installed bundle.
 std::string default_model_name(const GlobalOptions& global);
+
+// The model to use for a scope: the explicit one, else the model the scope (or a folder above
+// it) was indexed with, else the default model.
+std::string model_for_scope(const GlobalOptions& global, const std::string& explicit_model,
+                            const std::filesystem::path& scope);
+
+// The matrix of one kind over a scope, grouped by category (used by simmatrix and eval).
+SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
+                                         const std::string& model_id,
+                                         const std::filesystem::path& scope, SimilarityKind kind);
+
+// A path for display: relative to the current folder when under it, else as given.
+std::string display_path(const std::string& absolute);
 
 }  // namespace mmsearch::cli

@@ -4,19 +4,13 @@
 
 #include "cli.h"
 #include "mmsearch/error.h"
+#include "mmsearch/index.h"
 
 namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
 
-fs::path user_data_dir() {
-  if (const char* home = std::getenv("MMSEARCH_HOME"); home && *home) return home;
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) {
-    return fs::path(xdg) / "mmsearch";
-  }
-  const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : ".") / ".local" / "share" / "mmsearch";
-}
+fs::path user_data_dir() { return default_data_dir(); }
 
 std::string default_model_name(const GlobalOptions& global) {
   if (const char* env = std::getenv("MMSEARCH_DEFAULT_MODEL"); env && *env) return env;
@@ -46,6 +40,31 @@ Bundle open_bundle(const GlobalOptions& global, const std::string& name) {
 
 std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, const std::string& name) {
   return std::make_unique<Encoder>(open_bundle(global, name), parse_inference_dtype(global.dtype));
+}
+
+std::string model_for_scope(const GlobalOptions& global, const std::string& explicit_model,
+                            const fs::path& scope) {
+  if (!explicit_model.empty()) return explicit_model;
+  const fs::path index_path = default_index_path();
+  std::error_code ec;
+  if (fs::exists(index_path, ec)) {
+    const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
+    const auto usages = store.models_in_scope(scope);
+    if (!usages.empty()) {
+      const std::string& id = usages.front().model_id;
+      return id.substr(0, id.find('@'));
+    }
+  }
+  return default_model_name(global);
+}
+
+std::string display_path(const std::string& absolute) {
+  std::error_code ec;
+  const fs::path cwd = fs::current_path(ec);
+  if (ec) return absolute;
+  const std::string prefix = normalize_index_path(cwd) + "/";
+  if (absolute.rfind(prefix, 0) == 0) return absolute.substr(prefix.size());
+  return absolute;
 }
 
 }  // namespace mmsearch::cli

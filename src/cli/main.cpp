@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
       register_models(app, global),
       register_tokenize(app, global),
       register_embed(app, global),
+      register_index(app, global),
+      register_query(app, global),
+      register_simmatrix(app, global),
+      register_eval(app, global),
   };
 
   try {

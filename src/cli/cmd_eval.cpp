@@ -1,0 +1,145 @@
+// `mmsearch eval DIR`: retrieval quality on a captioned folder, per model, to choose a model.
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <unordered_map>
+
+#include "cli.h"
+#include "mmsearch/error.h"
+#include "mmsearch/eval.h"
+#include "mmsearch/index.h"
+#include "mmsearch/indexer.h"
+#include "mmsearch/search.h"
+#include "progress.h"
+
+namespace fs = std::filesystem;
+
+namespace mmsearch::cli {
+namespace {
+
+nlohmann::json recall_json(const RecallAtK& r) {
+  return {{"r1", r.r1}, {"r5", r.r5}, {"r10", r.r10}, {"queries", r.queries}};
+}
+
+// Indexes DIR with the model (incrementally) and measures it on the stored vectors.
+nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& model,
+                              const fs::path& dir, IndexStore& store) {
+  auto encoder = open_encoder(global, model);
+  const Manifest& manifest = encoder->manifest();
+  IndexOptions index_options;
+  Progress progress("indexing with " + manifest.name, !global.quiet);
+  index_options.on_progress = [&](const IndexProgress& p) {
+    progress.update(p.done, p.total, p.embedded);
+  };
+  const IndexSummary summary = index_folder(*encoder, store, dir, index_options);
+  progress.finish();
+  for (const auto& f : summary.failures) spdlog::warn("skipped {}", f.reason);
+
+  const std::string model_id = encoder->bundle().identity();
+  const LoadedVectors images = store.load_vectors(model_id, dir, VectorKind::kImageProj);
+  const LoadedVectors captions = store.load_vectors(model_id, dir, VectorKind::kTextProj);
+  if (images.embeddings.count == 0) {
+    throw Error(ErrorKind::kInput, dir.string() + ": no readable images to evaluate on");
+  }
+  if (captions.embeddings.count == 0) {
+    throw Error(ErrorKind::kInput, dir.string() +
+                                       ": no captions (eval needs captions.csv, .tsv, .jsonl or "
+                                       "sidecar .txt files)");
+  }
+  EvalSet set;
+  std::unordered_map<std::int64_t, std::int64_t> image_of_file;
+  for (std::size_t i = 0; i < images.owners.size(); ++i) {
+    image_of_file[images.owners[i].file_id] = static_cast<std::int64_t>(i);
+    set.image_categories.push_back(images.owners[i].category);
+  }
+  for (const auto& owner : captions.owners) {
+    set.caption_texts.push_back(owner.caption);
+    set.caption_image.push_back(image_of_file.at(owner.file_id));
+  }
+  const ScoreRule text_image = score_rule_from_string(manifest.similarity_text_image);
+  const ScoreRule image_image = score_rule_from_string(manifest.similarity_image_image);
+  const auto t2i = score_matrix(captions.embeddings, images.embeddings, text_image);
+  const auto i2t = score_matrix(images.embeddings, captions.embeddings, text_image);
+  std::vector<float> i2i;
+  if (image_image == ScoreRule::kMeanOfQueries) {
+    const Embeddings reduced = mean_of_queries(images.embeddings);
+    i2i = score_matrix(reduced, reduced, image_image);
+  } else {
+    i2i = score_matrix(images.embeddings, images.embeddings, image_image);
+  }
+  nlohmann::json j;
+  j["model"] = manifest.name;
+  j["model_id"] = model_id;
+  j["images"] = images.embeddings.count;
+  j["captions"] = captions.embeddings.count;
+  j["text_to_image"] = recall_json(text_to_image_recall(t2i, set));
+  j["image_to_text"] = recall_json(image_to_text_recall(i2t, set));
+  const CategoryPrecision p5 = category_precision_at_k(i2i, set, 5);
+  j["image_to_image_category_p5"] = {{"precision", p5.precision}, {"queries", p5.queries}};
+  j["failed"] = summary.failed;
+  return j;
+}
+
+}  // namespace
+
+Command register_eval(CLI::App& root, GlobalOptions& global) {
+  auto* app = root.add_subcommand("eval", "Measure retrieval quality of models on a folder");
+  app->footer(
+      "Text->image and image->text Recall@1/5/10 (an image is relevant to a caption when its own\n"
+      "caption is identical), and image->image category precision@5 (the query never counts\n"
+      "itself). The folder is indexed first, incrementally.\n"
+      "Examples:\n"
+      "  mmsearch eval ./dishes\n"
+      "  mmsearch eval ./dishes --all-models --json");
+  struct Options {
+    std::string dir;
+    std::vector<std::string> models;
+    bool all_models = false;
+    bool json = false;
+  };
+  auto options = std::make_shared<Options>();
+  app->add_option("dir", options->dir, "Folder with images, captions and categories")->required();
+  app->add_option("--model,-m", options->models, "Model (repeatable; default: the default)");
+  app->add_flag("--all-models", options->all_models, "Every valid installed model");
+  app->add_flag("--json", options->json, "Machine-readable output");
+
+  return {app, [&global, options]() {
+            std::error_code ec;
+            if (!fs::is_directory(options->dir, ec)) {
+              throw Error(ErrorKind::kInput, options->dir + ": not a folder");
+            }
+            const fs::path dir = normalize_index_path(fs::absolute(options->dir));
+            std::vector<std::string> models = options->models;
+            if (options->all_models) {
+              for (const auto& listing :
+                   discover_bundles(model_search_path(global.models_dir), false)) {
+                if (listing.bundle) models.push_back(listing.name);
+              }
+            }
+            if (models.empty()) models.push_back(default_model_name(global));
+            IndexStore store(default_index_path());
+            nlohmann::json reports = nlohmann::json::array();
+            for (const auto& model : models) reports.push_back(evaluate_model(global, model, dir, store));
+            if (options->json) {
+              std::cout << reports.dump(2) << "\n";
+              return kExitOk;
+            }
+            std::printf("%-18s %6s %6s  %-20s  %-20s  %s\n", "MODEL", "IMAGES", "CAPS",
+                        "TEXT->IMAGE R@1/5/10", "IMAGE->TEXT R@1/5/10", "IMAGE->IMAGE P@5");
+            for (const auto& r : reports) {
+              const auto& t = r["text_to_image"];
+              const auto& i = r["image_to_text"];
+              std::printf("%-18s %6lld %6lld  %.3f %.3f %.3f   %.3f %.3f %.3f   %.3f\n",
+                          r["model"].get<std::string>().c_str(), r["images"].get<long long>(),
+                          r["captions"].get<long long>(), t["r1"].get<double>(),
+                          t["r5"].get<double>(), t["r10"].get<double>(), i["r1"].get<double>(),
+                          i["r5"].get<double>(), i["r10"].get<double>(),
+                          r["image_to_image_category_p5"]["precision"].get<double>());
+            }
+            return kExitOk;
+          }};
+}
+
+}  // namespace mmsearch::cli

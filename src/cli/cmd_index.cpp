@@ -1,0 +1,106 @@
+// `mmsearch index DIR`: embeds a folder's images and captions into the per-user store.
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli.h"
+#include "mmsearch/index.h"
+#include "mmsearch/indexer.h"
+#include "progress.h"
+
+namespace mmsearch::cli {
+
+nlohmann::json summary_json(const IndexSummary& summary) {
+  nlohmann::json j;
+  j["root"] = summary.root;
+  j["model"] = summary.model_id;
+  j["found"] = summary.found;
+  j["indexed"] = summary.indexed;
+  j["reused"] = summary.reused;
+  j["unchanged"] = summary.unchanged;
+  j["removed"] = summary.removed;
+  j["failed"] = summary.failed;
+  j["seconds"] = summary.seconds;
+  j["failures"] = nlohmann::json::array();
+  for (const auto& f : summary.failures) j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
+  j["warnings"] = summary.warnings;
+  return j;
+}
+
+Command register_index(CLI::App& root, GlobalOptions& global) {
+  auto* app = root.add_subcommand("index", "Embed a folder of images (and captions) for search");
+  app->footer(
+      "Captions (optional): DIR/captions.csv, captions.tsv or captions.jsonl with columns\n"
+      "file, caption[, category], or a sidecar x.txt next to x.jpg. The category defaults to\n"
+      "the first sub-folder under DIR. Re-running only embeds what changed.\n"
+      "Examples:\n"
+      "  mmsearch index ./dishes\n"
+      "  mmsearch index ~/Pictures --model blip2-vitL --batch-size 8\n"
+      "  mmsearch index ./dishes --json | jq .failures");
+  struct Options {
+    std::string dir;
+    std::string model;
+    int batch_size = 16;
+    int decode_workers = 1;
+    bool hidden = false;
+    bool json = false;
+    bool no_exif = false;
+    std::int64_t max_pixels = DecodeOptions{}.max_pixels;
+  };
+  auto options = std::make_shared<Options>();
+  app->add_option("dir", options->dir, "Folder to index (recursively)")->required();
+  app->add_option("--model,-m", options->model, "Model bundle (default: the default model)");
+  app->add_option("--batch-size", options->batch_size, "Images per model call and per commit")
+      ->check(CLI::Range(1, 1024));
+  app->add_option("--decode-workers", options->decode_workers,
+                  "Threads decoding images ahead of the model")
+      ->check(CLI::Range(1, 64));
+  app->add_flag("--hidden", options->hidden, "Also index hidden files and folders");
+  app->add_flag("--json", options->json, "Print the summary as JSON");
+  app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
+  app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
+
+  return {app, [&global, options]() {
+            auto encoder = open_encoder(global, options->model);
+            IndexStore store(default_index_path());
+            IndexOptions index_options;
+            index_options.include_hidden = options->hidden;
+            index_options.batch_size = options->batch_size;
+            index_options.decode_workers = options->decode_workers;
+            index_options.decode.apply_exif_orientation = !options->no_exif;
+            index_options.decode.max_pixels = options->max_pixels;
+            Progress progress("indexing", !global.quiet);
+            index_options.on_progress = [&](const IndexProgress& p) {
+              progress.update(p.done, p.total, p.embedded);
+            };
+            index_options.on_failure = [&](const std::string&, const std::string& reason) {
+              progress.finish();
+              spdlog::warn("skipped {}", reason);
+            };
+            const IndexSummary summary =
+                index_folder(*encoder, store, options->dir, index_options);
+            progress.finish();
+            for (const auto& warning : summary.warnings) spdlog::warn("{}", warning);
+            if (options->json) {
+              std::cout << summary_json(summary).dump(2) << "\n";
+            } else {
+              std::printf(
+                  "%s with %s: %lld found, %lld indexed, %lld reused, %lld unchanged, "
+                  "%lld removed, %lld failed (%.1f s)\n",
+                  summary.root.c_str(), encoder->manifest().name.c_str(),
+                  static_cast<long long>(summary.found), static_cast<long long>(summary.indexed),
+                  static_cast<long long>(summary.reused),
+                  static_cast<long long>(summary.unchanged),
+                  static_cast<long long>(summary.removed), static_cast<long long>(summary.failed),
+                  summary.seconds);
+              for (const auto& f : summary.failures) {
+                std::printf("failed: %s\n", f.reason.c_str());
+              }
+            }
+            return summary.failed > 0 ? kExitPartial : kExitOk;
+          }};
+}
+
+}  // namespace mmsearch::cli

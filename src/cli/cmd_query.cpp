@@ -1,0 +1,218 @@
+// `mmsearch query`: text, image and combined searches over an indexed scope.
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli.h"
+#include "mmsearch/error.h"
+#include "mmsearch/index.h"
+#include "mmsearch/query.h"
+#include "mmsearch/simmatrix.h"
+
+namespace fs = std::filesystem;
+
+namespace mmsearch::cli {
+namespace {
+
+std::string one_line(std::string text, std::size_t width) {
+  for (char& c : text) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  if (text.size() <= width) return text;
+  // Cut on a UTF-8 boundary.
+  std::size_t cut = width - 3;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "...";
+}
+
+void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
+                   const QueryResult& result, const std::string& model, Against against,
+                   const DecodeOptions& decode) {
+  std::vector<MontageQueryTerm> query;
+  for (const auto& term : terms) {
+    MontageQueryTerm q;
+    q.weight = term.weight;
+    if (term.kind == QueryTerm::Kind::kImage) {
+      q.image = decode_image(term.value, decode);
+    } else {
+      q.text = term.value;
+    }
+    query.push_back(std::move(q));
+  }
+  std::vector<MontageResult> results;
+  for (const auto& hit : result.hits) {
+    MontageResult r;
+    try {
+      r.image = decode_image(hit.path, decode);
+    } catch (const Error& e) {
+      spdlog::warn("montage: {}", e.what());
+    }
+    r.label = fs::path(hit.path).filename().string();
+    r.caption = hit.caption_en.empty() ? hit.caption : hit.caption_en;
+    r.category = hit.category;
+    r.score = hit.score;
+    results.push_back(std::move(r));
+  }
+  MontageOptions options;
+  options.title = model + "  -  query -> " + to_string(against);
+  write_montage_png(query, results, out, options);
+  spdlog::info("montage written to {}", out);
+}
+
+}  // namespace
+
+Command register_query(CLI::App& root, GlobalOptions& global) {
+  auto* app = root.add_subcommand("query", "Search indexed photos by text, image or both");
+  app->footer(
+      "Terms may carry a weight: \"2:pizza\", \"-cheese\" or \"-0.5:cheese\" (subtracts).\n"
+      "Examples:\n"
+      "  mmsearch query --text \"lasagne with ragù\"\n"
+      "  mmsearch query --image pizza.jpg -k 10 --in ~/Pictures/dishes\n"
+      "  mmsearch query --text pizza --text -mushrooms --json\n"
+      "  mmsearch query --image a.jpg --text \"but with basil\" --text-weight 0.3\n"
+      "  mmsearch query --image a.jpg --against multimodal --montage result.png\n"
+      "  mmsearch query --text \"a dessert\" --rerank 20 --paths | xargs feh");
+  struct Options {
+    std::vector<std::string> texts;
+    std::vector<std::string> images;
+    float text_weight = 0.5f;
+    std::int64_t k = 5;
+    std::string in;
+    std::string model;
+    float threshold = -std::numeric_limits<float>::infinity();
+    std::string against = "image";
+    int rerank = 0;
+    bool json = false;
+    bool paths = false;
+    std::string montage;
+    bool no_exif = false;
+  };
+  auto options = std::make_shared<Options>();
+  app->add_option("--text,-t", options->texts, "Text term (repeatable, optional W: weight)");
+  app->add_option("--image,-i", options->images, "Image term (repeatable, optional W: weight)");
+  app->add_option("--text-weight", options->text_weight,
+                  "With both text and image terms: share of the text side (0..1)")
+      ->check(CLI::Range(0.0f, 1.0f));
+  app->add_option("-k,--top", options->k, "Number of results")->check(CLI::Range(1, 100000));
+  app->add_option("--in", options->in, "Search under this folder (default: the current one)");
+  app->add_option("--model,-m", options->model,
+                  "Model (default: the one the folder was indexed with)");
+  app->add_option("--threshold", options->threshold, "Drop results scoring below this");
+  app->add_option("--against", options->against, "Stored vectors to search: image, text or "
+                                                 "multimodal")
+      ->check(CLI::IsMember({"image", "text", "multimodal"}));
+  app->add_option("--rerank", options->rerank,
+                  "Re-score the top N with the ITM head (text terms, --against image)")
+      ->check(CLI::Range(0, 1000));
+  app->add_flag("--json", options->json, "Machine-readable results");
+  app->add_flag("--paths", options->paths, "Only the result paths, one per line");
+  app->add_option("--montage", options->montage, "Also draw the query and results to this PNG");
+  app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
+
+  return {app, [&global, options]() {
+            if (options->texts.empty() && options->images.empty()) {
+              throw Error(ErrorKind::kUsage, "give at least one --text or --image");
+            }
+            if (options->json && options->paths) {
+              throw Error(ErrorKind::kUsage, "--json and --paths exclude each other");
+            }
+            const bool combined = !options->texts.empty() && !options->images.empty();
+            std::vector<QueryTerm> terms;
+            for (const auto& text : options->texts) {
+              const ParsedTerm parsed = parse_weighted_term(text);
+              terms.push_back({QueryTerm::Kind::kText, parsed.text,
+                               parsed.weight * (combined ? options->text_weight : 1.0f)});
+            }
+            for (const auto& image : options->images) {
+              // A weight prefix is only taken when the whole argument is not an existing file.
+              ParsedTerm parsed{image, 1.0f};
+              std::error_code ec;
+              if (!fs::exists(image, ec)) parsed = parse_weighted_term(image);
+              if (!fs::exists(parsed.text, ec)) {
+                throw Error(ErrorKind::kInput, parsed.text + ": query image not found");
+              }
+              terms.push_back({QueryTerm::Kind::kImage, parsed.text,
+                               parsed.weight * (combined ? 1.0f - options->text_weight : 1.0f)});
+            }
+
+            QueryOptions query;
+            query.scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
+            std::error_code ec;
+            if (!fs::is_directory(query.scope, ec)) {
+              throw Error(ErrorKind::kInput, query.scope.string() + ": not a folder");
+            }
+            query.scope = fs::absolute(query.scope);
+            query.against = against_from_string(options->against);
+            query.k = options->k;
+            query.threshold = options->threshold;
+            query.rerank = options->rerank;
+            query.decode.apply_exif_orientation = !options->no_exif;
+
+            const fs::path index_path = default_index_path();
+            if (!fs::exists(index_path, ec)) {
+              throw Error(ErrorKind::kIndex, "nothing has been indexed yet (no " +
+                                                 index_path.string() +
+                                                 "); run: mmsearch index DIR");
+            }
+            const std::string model = model_for_scope(global, options->model, query.scope);
+            auto encoder = open_encoder(global, model);
+            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
+            const QueryResult result = run_query(*encoder, store, terms, query);
+
+            if (!options->montage.empty()) {
+              write_montage(options->montage, terms, result, encoder->manifest().name,
+                            query.against, query.decode);
+            }
+            if (options->paths) {
+              for (const auto& hit : result.hits) std::cout << hit.path << "\n";
+              return kExitOk;
+            }
+            if (options->json) {
+              nlohmann::json j;
+              j["model"] = encoder->manifest().name;
+              j["model_id"] = result.model_id;
+              j["scope"] = query.scope.string();
+              j["against"] = to_string(query.against);
+              j["searched"] = result.searched;
+              j["terms"] = nlohmann::json::array();
+              for (const auto& term : terms) {
+                j["terms"].push_back(
+                    {{"kind", term.kind == QueryTerm::Kind::kText ? "text" : "image"},
+                     {"value", term.value},
+                     {"weight", term.weight}});
+              }
+              j["results"] = nlohmann::json::array();
+              for (const auto& hit : result.hits) {
+                nlohmann::json h = {{"rank", hit.rank},     {"score", hit.score},
+                                    {"path", hit.path},     {"caption", hit.caption},
+                                    {"category", hit.category}};
+                if (!hit.caption_en.empty()) h["caption_en"] = hit.caption_en;
+                if (hit.itm_score) h["itm"] = *hit.itm_score;
+                if (hit.itc_score) h["itc"] = *hit.itc_score;
+                j["results"].push_back(h);
+              }
+              std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                        << "\n";
+              return kExitOk;
+            }
+            if (result.hits.empty()) {
+              std::printf("No results (searched %lld items).\n",
+                          static_cast<long long>(result.searched));
+              return kExitOk;
+            }
+            std::printf("%-4s %-7s %-40s %-12s %s\n", "RANK", "SCORE", "PATH", "CATEGORY",
+                        "CAPTION");
+            for (const auto& hit : result.hits) {
+              const std::string caption = hit.caption_en.empty() ? hit.caption : hit.caption_en;
+              std::printf("%-4d %-7.4f %-40s %-12s %s\n", hit.rank, hit.score,
+                          one_line(display_path(hit.path), 40).c_str(),
+                          one_line(hit.category, 12).c_str(), one_line(caption, 70).c_str());
+            }
+            return kExitOk;
+          }};
+}
+
+}  // namespace mmsearch::cli

@@ -1,0 +1,158 @@
+// `mmsearch simmatrix`: the study's cosine-similarity matrices as CSV and heatmap PNG.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli.h"
+#include "mmsearch/error.h"
+#include "mmsearch/index.h"
+#include "mmsearch/query.h"
+#include "mmsearch/simmatrix.h"
+
+namespace fs = std::filesystem;
+
+namespace mmsearch::cli {
+namespace {
+
+std::string item_label(const VectorOwner& owner) {
+  std::string label = fs::path(owner.path).filename().string();
+  if (owner.caption_index > 0) label += " #" + std::to_string(owner.caption_index + 1);
+  return label;
+}
+
+// Rows and columns of each kind, and the rule that compares them (see query.h).
+void sides_for(SimilarityKind kind, const Manifest& manifest, VectorKind& rows, VectorKind& cols,
+               ScoreRule& rule) {
+  switch (kind) {
+    case SimilarityKind::kImageImage:
+      rows = cols = VectorKind::kImageProj;
+      rule = score_rule_from_string(manifest.similarity_image_image);
+      return;
+    case SimilarityKind::kImageText:
+      rows = VectorKind::kImageProj;
+      cols = VectorKind::kTextProj;
+      rule = score_rule_from_string(manifest.similarity_text_image);
+      return;
+    case SimilarityKind::kImageMultimodal:
+      rows = VectorKind::kImageEmbed;
+      cols = VectorKind::kMultimodal;
+      rule = ScoreRule::kCls;
+      return;
+    case SimilarityKind::kMultimodalMultimodal:
+      rows = cols = VectorKind::kMultimodal;
+      rule = ScoreRule::kCls;
+      return;
+    case SimilarityKind::kTextText:
+      rows = cols = VectorKind::kTextProj;
+      rule = ScoreRule::kCls;
+      return;
+  }
+}
+
+}  // namespace
+
+SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
+                                         const std::string& model_id, const fs::path& scope,
+                                         SimilarityKind kind) {
+  VectorKind row_kind, col_kind;
+  ScoreRule rule;
+  sides_for(kind, manifest, row_kind, col_kind, rule);
+  const LoadedVectors rows = store.load_vectors(model_id, scope, row_kind);
+  if (rows.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
+  const LoadedVectors cols =
+      row_kind == col_kind ? rows : store.load_vectors(model_id, scope, col_kind);
+  if (cols.embeddings.count == 0) {
+    throw Error(ErrorKind::kIndex, scope.string() + " has no captions indexed; " +
+                                       std::string(to_string(kind)) +
+                                       " needs captions (captions.csv or sidecar .txt files)");
+  }
+  SimilarityMatrix matrix;
+  matrix.model = manifest.name;
+  matrix.kind = kind;
+  for (const auto& owner : rows.owners) {
+    matrix.row_labels.push_back(item_label(owner));
+    matrix.row_categories.push_back(owner.category);
+  }
+  for (const auto& owner : cols.owners) {
+    matrix.col_labels.push_back(item_label(owner));
+    matrix.col_categories.push_back(owner.category);
+  }
+  if (rule == ScoreRule::kMeanOfQueries) {
+    const Embeddings r = mean_of_queries(rows.embeddings);
+    const Embeddings c = row_kind == col_kind ? r : mean_of_queries(cols.embeddings);
+    matrix.scores = score_matrix(r, c, rule);
+  } else {
+    matrix.scores = score_matrix(rows.embeddings, cols.embeddings, rule);
+  }
+  return grouped_by_category(matrix);
+}
+
+Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
+  auto* app = root.add_subcommand("simmatrix", "Write a similarity matrix as CSV and heatmap PNG");
+  app->footer(
+      "Kinds: image-image, image-text, image-multimodal, multimodal-multimodal, text-text, or\n"
+      "'all' for every kind. Rows and columns are grouped by category.\n"
+      "Examples:\n"
+      "  mmsearch simmatrix --model blip2-vitL --kind image-image\n"
+      "  mmsearch simmatrix --in ./dishes --kind all --out figures/dishes");
+  struct Options {
+    std::string model;
+    std::string in;
+    std::vector<std::string> kinds{"image-image"};
+    std::string out;
+  };
+  auto options = std::make_shared<Options>();
+  app->add_option("--model,-m", options->model,
+                  "Model (default: the one the folder was indexed with)");
+  app->add_option("--in", options->in, "Folder (default: the current one)");
+  app->add_option("--kind,-k", options->kinds, "Matrix kind (repeatable, or 'all')");
+  app->add_option("--out,-o", options->out,
+                  "Output path prefix (default: simmatrix-MODEL); KIND.csv/.png are appended");
+
+  return {app, [&global, options]() {
+            std::vector<SimilarityKind> kinds;
+            for (const auto& name : options->kinds) {
+              if (name == "all") {
+                kinds = {SimilarityKind::kImageImage, SimilarityKind::kImageText,
+                         SimilarityKind::kImageMultimodal, SimilarityKind::kMultimodalMultimodal,
+                         SimilarityKind::kTextText};
+                break;
+              }
+              kinds.push_back(similarity_kind_from_string(name));
+            }
+            fs::path scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
+            std::error_code ec;
+            if (!fs::is_directory(scope, ec)) {
+              throw Error(ErrorKind::kInput, scope.string() + ": not a folder");
+            }
+            scope = fs::absolute(scope);
+            const fs::path index_path = default_index_path();
+            if (!fs::exists(index_path, ec)) {
+              throw Error(ErrorKind::kIndex, "nothing has been indexed yet; run: mmsearch index "
+                                             "DIR");
+            }
+            const std::string model = model_for_scope(global, options->model, scope);
+            // Only the manifest is needed: the vectors come from the index.
+            const Bundle bundle = open_bundle(global, model);
+            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
+            const std::string prefix =
+                options->out.empty() ? "simmatrix-" + bundle.manifest().name : options->out;
+            if (fs::path(prefix).has_parent_path()) {
+              fs::create_directories(fs::path(prefix).parent_path(), ec);
+            }
+            for (const SimilarityKind kind : kinds) {
+              const SimilarityMatrix matrix = build_similarity_matrix(
+                  store, bundle.manifest(), bundle.identity(), normalize_index_path(scope), kind);
+              const std::string base = prefix + "-" + to_string(kind);
+              write_similarity_csv(matrix, base + ".csv");
+              write_heatmap_png(matrix, base + ".png");
+              std::printf("%s: %zux%zu -> %s.csv, %s.png\n", to_string(kind),
+                          matrix.row_labels.size(), matrix.col_labels.size(), base.c_str(),
+                          base.c_str());
+            }
+            return kExitOk;
+          }};
+}
+
+}  // namespace mmsearch::cli
