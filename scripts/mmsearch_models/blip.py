@@ -22,6 +22,11 @@ class FeatureExtractor(nn.Module):
     encode_text(input_ids, attention_mask) -> (text_embeds [B,L,D], text_embeds_proj [B,L,E])
     encode_multimodal(vision_tokens, input_ids, attention_mask) -> (multimodal_embeds [B,M,D], itm_logits [B,2|0])
     ``*_proj`` outputs are L2-normalised along the last axis.
+
+    Attributes: family ("blip" | "blip2"), embed_dim (E), hidden (D), vision_width (Dv),
+    vision_tokens (Nv), image_tokens (Ni), num_query_tokens (0 for BLIP, 32 for BLIP-2 - not
+    ``query_tokens``, which is the BLIP-2 parameter of that checkpoint name), image_size, has_itm,
+    enc_token_id (BLIP 30523, BLIP-2 -1).
     """
 
     family: str
