@@ -7,7 +7,10 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 PY=/usr/bin/python3
 EXTRA_PYTEST=()
-if [[ "${1:-}" == "--all-models" ]]; then EXTRA_PYTEST+=(--all-models); fi
+if [[ "${1:-}" == "--all-models" ]]; then
+  EXTRA_PYTEST+=(--all-models)
+  export MMSEARCH_ALL_MODELS=1  # the CLI end-to-end golden test of the three slow models too
+fi
 
 if [[ ! -d ../shared/golden ]]; then
   echo "test.sh: ../shared (golden data and test images) is missing beside the repo" >&2
