@@ -77,10 +77,10 @@ Manifest parse_manifest(const json& j, const std::string& origin) {
   }
   const int version = required<int>(j, "format_version", origin);
   if (version != kBundleFormatVersion) {
-    throw Error(ErrorKind::kModel,
-                origin + ": bundle format version " + std::to_string(version) +
-                    " is not supported (this mmsearch reads version " +
-                    std::to_string(kBundleFormatVersion) + "); re-export the bundle");
+    throw Error(ErrorKind::kModel, origin + ": bundle format version " + std::to_string(version) +
+                                       " is not supported (this mmsearch reads version " +
+                                       std::to_string(kBundleFormatVersion) +
+                                       "); re-export the bundle");
   }
 
   Manifest m;
@@ -150,8 +150,8 @@ Manifest parse_manifest(const json& j, const std::string& origin) {
   m.similarity_image_image = optional_field<std::string>(
       similarity, "image_image", m.family == "blip2" ? "mean-of-queries" : "cls");
   m.weights_dtype = optional_field<std::string>(j, "weights_dtype", "fp32");
-  m.source_kind = optional_field<std::string>(
-      j.contains("source") ? j.at("source") : json(), "kind", "unknown");
+  m.source_kind = optional_field<std::string>(j.contains("source") ? j.at("source") : json(),
+                                              "kind", "unknown");
 
   m.torch_version = required<std::string>(j, "torch_version", origin);
   const auto exported = major_minor(m.torch_version);
@@ -160,8 +160,8 @@ Manifest parse_manifest(const json& j, const std::string& origin) {
   if (runtime && *exported > *runtime) {
     throw Error(ErrorKind::kModel, origin + ": exported with torch " + m.torch_version +
                                        ", newer than this mmsearch's libtorch " +
-                                       runtime_torch_version() +
-                                       "; re-export it with torch " + runtime_torch_version());
+                                       runtime_torch_version() + "; re-export it with torch " +
+                                       runtime_torch_version());
   }
 
   m.files = required<std::map<std::string, std::string>>(j, "files", origin);
@@ -200,7 +200,8 @@ Bundle Bundle::open(const fs::path& dir) {
       throw Error(ErrorKind::kModel, dir.string() + ": missing file " + file);
     }
   }
-  bundle.identity_ = bundle.manifest_.name + "@" + sha256_bytes(bytes.data(), bytes.size()).substr(0, 16);
+  bundle.identity_ =
+      bundle.manifest_.name + "@" + sha256_bytes(bytes.data(), bytes.size()).substr(0, 16);
   return bundle;
 }
 
@@ -329,8 +330,8 @@ Bundle find_bundle(const std::string& name_or_path, const std::vector<fs::path>&
   std::string searched;
   for (const auto& root : search_path) searched += (searched.empty() ? "" : ", ") + root.string();
   throw Error(ErrorKind::kModel,
-              "unknown model '" + name_or_path + "' (searched: " +
-                  (searched.empty() ? "no model folder exists" : searched) +
+              "unknown model '" + name_or_path +
+                  "' (searched: " + (searched.empty() ? "no model folder exists" : searched) +
                   "; available: " + (available.empty() ? "none" : available) +
                   "). Export one with scripts/export_models.py or pass --models DIR");
 }

@@ -77,8 +77,8 @@ const WordPieceTokenizer& Encoder::tokenizer() const {
     // own ids; the others are ordinary vocabulary entries that must never be split.
     const auto vocab_path = bundle_.file(spec.vocab_file);
     std::ifstream vocab(vocab_path);
-    const auto vocab_lines = std::count(std::istreambuf_iterator<char>(vocab),
-                                        std::istreambuf_iterator<char>(), '\n');
+    const auto vocab_lines =
+        std::count(std::istreambuf_iterator<char>(vocab), std::istreambuf_iterator<char>(), '\n');
     for (const auto& [token, id] : spec.special_tokens) {
       options.never_split.push_back(token);
       if (id >= vocab_lines) options.added_tokens[token] = id;
@@ -108,9 +108,8 @@ TextBatch Encoder::tokenize(const std::vector<std::string>& texts, int max_token
   TextBatch batch;
   batch.normalised.reserve(texts.size());
   for (const auto& text : texts) {
-    batch.normalised.push_back(spec.normalise == "lavis-pre-caption"
-                                   ? pre_caption(text, spec.max_words)
-                                   : text);
+    batch.normalised.push_back(
+        spec.normalise == "lavis-pre-caption" ? pre_caption(text, spec.max_words) : text);
   }
   const BatchEncoding encoded = tokenizer().encode_batch(batch.normalised, max_tokens, pad_to_max);
   batch.input_ids = to_int64_tensor(encoded.ids, encoded.count, encoded.length);
@@ -125,8 +124,8 @@ torch::jit::Module& Encoder::module(const std::string& file,
   try {
     slot = torch::jit::load(path.string(), torch::kCPU);
   } catch (const c10::Error& e) {
-    throw Error(ErrorKind::kModel, path.string() + ": cannot load TorchScript module: " +
-                                       e.what_without_backtrace());
+    throw Error(ErrorKind::kModel,
+                path.string() + ": cannot load TorchScript module: " + e.what_without_backtrace());
   }
   slot->eval();
   if (dtype_ == InferenceDtype::kBFloat16) slot->to(torch::kBFloat16);
@@ -158,16 +157,16 @@ std::vector<torch::IValue> Encoder::run(torch::jit::Module& module,
 
 ImageOutputs Encoder::encode_image(const torch::Tensor& pixels) {
   c10::InferenceMode guard;
-  auto outputs = run(module("image.pt", image_module_), {pixels.to(torch::kFloat32)}, 3,
-                     "image.pt");
+  auto outputs =
+      run(module("image.pt", image_module_), {pixels.to(torch::kFloat32)}, 3, "image.pt");
   return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32),
           outputs[2].toTensor().to(torch::kFloat32)};
 }
 
 TextOutputs Encoder::encode_text(const TextBatch& batch) {
   c10::InferenceMode guard;
-  auto outputs = run(module("text.pt", text_module_), {batch.input_ids, batch.attention_mask}, 2,
-                     "text.pt");
+  auto outputs =
+      run(module("text.pt", text_module_), {batch.input_ids, batch.attention_mask}, 2, "text.pt");
   return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32)};
 }
 
@@ -178,8 +177,8 @@ MultimodalOutputs Encoder::encode_multimodal(const torch::Tensor& vision_tokens,
   }
   c10::InferenceMode guard;
   auto outputs = run(module("multimodal.pt", multimodal_module_),
-                     {vision_tokens.to(torch::kFloat32), batch.input_ids, batch.attention_mask},
-                     2, "multimodal.pt");
+                     {vision_tokens.to(torch::kFloat32), batch.input_ids, batch.attention_mask}, 2,
+                     "multimodal.pt");
   return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32)};
 }
 

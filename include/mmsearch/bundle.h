@@ -6,11 +6,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace mmsearch {
 
@@ -35,7 +34,7 @@ struct TextSpec {
   std::int64_t sep_token_id = 102;
   std::int64_t pad_token_id = 0;
   std::int64_t unk_token_id = 100;
-  std::optional<std::int64_t> enc_token_id;           // BLIP only
+  std::optional<std::int64_t> enc_token_id;            // BLIP only
   std::map<std::string, std::int64_t> special_tokens;  // name -> id, incl. those beyond the vocab
 };
 

@@ -24,9 +24,9 @@ struct CaptionInfo {
 };
 
 struct CaptionTable {
-  std::filesystem::path source;                 // the captions file read, empty when none
-  std::map<std::string, CaptionInfo> by_path;   // key: normalize_index_path(DIR / file)
-  std::vector<std::string> warnings;            // malformed rows, named by file and line
+  std::filesystem::path source;                // the captions file read, empty when none
+  std::map<std::string, CaptionInfo> by_path;  // key: normalize_index_path(DIR / file)
+  std::vector<std::string> warnings;           // malformed rows, named by file and line
 };
 
 // Reads the folder's captions file, if any. A malformed file throws Error(kInput) naming it

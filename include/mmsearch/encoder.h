@@ -78,8 +78,7 @@ class Encoder {
   ImageOutputs encode_image(const torch::Tensor& pixels);
   TextOutputs encode_text(const TextBatch& batch);
   // Row b pairs vision_tokens[b] with text b.
-  MultimodalOutputs encode_multimodal(const torch::Tensor& vision_tokens,
-                                      const TextBatch& batch);
+  MultimodalOutputs encode_multimodal(const torch::Tensor& vision_tokens, const TextBatch& batch);
 
  private:
   torch::jit::Module& module(const std::string& file, std::optional<torch::jit::Module>& slot);

@@ -62,8 +62,8 @@ struct QueryResult {
 // Throws Error(kIndex) when the scope holds nothing for this model, saying which models did
 // index it (or that it was never indexed) and what to run; Error(kInput) for an unreadable
 // query image; Error(kUsage) for --rerank without a text term or an ITM head.
-QueryResult run_query(Encoder& encoder, const IndexStore& store, const std::vector<QueryTerm>& terms,
-                      const QueryOptions& options);
+QueryResult run_query(Encoder& encoder, const IndexStore& store,
+                      const std::vector<QueryTerm>& terms, const QueryOptions& options);
 
 // Which stored vectors the query reads for `against` (kImageProj, kTextProj or kMultimodal).
 VectorKind stored_kind_for(Against against);

@@ -1,8 +1,7 @@
 // `mmsearch models`: lists the bundles found on the model search path, valid or not.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 

@@ -1,8 +1,7 @@
 // `mmsearch tokenize`: shows how a model reads a text (normalised caption, WordPiece tokens,
 // ids and mask), one JSON line per text.
-#include <nlohmann/json.hpp>
-
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "mmsearch/text.h"

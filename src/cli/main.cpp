@@ -14,11 +14,16 @@ int exit_code_for(mmsearch::ErrorKind kind) {
   using mmsearch::ErrorKind;
   using namespace mmsearch::cli;
   switch (kind) {
-    case ErrorKind::kUsage: return kExitUsage;
-    case ErrorKind::kInput: return kExitInput;
-    case ErrorKind::kModel: return kExitModel;
-    case ErrorKind::kIndex: return kExitIndex;
-    case ErrorKind::kInternal: return kExitInternal;
+    case ErrorKind::kUsage:
+      return kExitUsage;
+    case ErrorKind::kInput:
+      return kExitInput;
+    case ErrorKind::kModel:
+      return kExitModel;
+    case ErrorKind::kIndex:
+      return kExitIndex;
+    case ErrorKind::kInternal:
+      return kExitInternal;
   }
   return kExitInternal;
 }
@@ -52,12 +57,8 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
 
   std::vector<Command> commands = {
-      register_models(app, global),
-      register_tokenize(app, global),
-      register_embed(app, global),
-      register_index(app, global),
-      register_query(app, global),
-      register_simmatrix(app, global),
+      register_models(app, global), register_tokenize(app, global), register_embed(app, global),
+      register_index(app, global),  register_query(app, global),    register_simmatrix(app, global),
       register_eval(app, global),
   };
 

@@ -45,8 +45,8 @@ void Progress::update(std::int64_t done, std::int64_t total, std::int64_t rate_c
     const int filled = static_cast<int>(kWidth * done / total);
     std::string bar(filled, '#');
     bar.append(kWidth - filled, '.');
-    std::fprintf(stderr, "\r%s [%s] %lld/%lld  %.1f img/s  ETA %s   ", label_.c_str(),
-                 bar.c_str(), static_cast<long long>(done), static_cast<long long>(total), rate,
+    std::fprintf(stderr, "\r%s [%s] %lld/%lld  %.1f img/s  ETA %s   ", label_.c_str(), bar.c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total), rate,
                  format_duration(eta).c_str());
     drawn_ = true;
   } else {

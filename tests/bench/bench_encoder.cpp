@@ -19,8 +19,7 @@ double seconds_of(const std::function<void()>& work, int repeats) {
   work();  // warm-up: loads the module, allocates
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < repeats; ++i) work();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
-         repeats;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
 }
 
 }  // namespace
@@ -42,7 +41,8 @@ int main(int argc, char** argv) {
     int blas_threads;
   };
   const Split splits[] = {{1, cores}, {cores, cores}, {cores, 1}, {1, 1}};
-  for (const auto dtype : {mmsearch::InferenceDtype::kFloat32, mmsearch::InferenceDtype::kBFloat16}) {
+  for (const auto dtype :
+       {mmsearch::InferenceDtype::kFloat32, mmsearch::InferenceDtype::kBFloat16}) {
     mmsearch::Encoder encoder(mmsearch::Bundle::open(argv[1]), dtype);
     const int size = encoder.manifest().image.size;
     const torch::Tensor pixels = torch::randn({batch, 3, size, size});

@@ -9,10 +9,10 @@
 #include "mmsearch/hash.h"
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using mmsearch::Bundle;
 using mmsearch::Error;
 using mmsearch::ErrorKind;
+using nlohmann::json;
 
 namespace {
 
@@ -42,8 +42,9 @@ json valid_manifest() {
 class BundleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::path(MMSEARCH_TEST_TMP_DIR) /
-            ("bundle_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    root_ =
+        fs::path(MMSEARCH_TEST_TMP_DIR) /
+        ("bundle_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(root_);
     fs::create_directories(root_);
   }
