@@ -269,11 +269,27 @@ def _one_line(e: BaseException) -> str:
     return " ".join(s.split()) if s else type(e).__name__
 
 
+def export_marian(name: str, args) -> None:
+    """opus-mt-* translation bundles (issue 6): see mmsearch_models/marian_export.py."""
+    from mmsearch_models import marian_export
+    try:
+        marian_export.export(name, Path(args.out), tiny=args.tiny,
+                             deterministic=args.deterministic_weights,
+                             checkpoint_dir=args.checkpoint_dir, cache_dir=args.cache_dir,
+                             base_url=args.base_url, verify_bundle=not args.no_verify,
+                             dtype=args.dtype, log=log)
+    except marian_export.MarianExportError as e:
+        raise Failure(e.code, f"{name}: {_one_line(e)}")
+    print(Path(args.out) / name)
+
+
 def cmd_export(args) -> int:
     from mmsearch_models import zoo
-    unknown = [n for n in args.names if n not in zoo.MODELS]
+    from mmsearch_models.marian_export import MODELS as MARIAN_MODELS
+    unknown = [n for n in args.names if n not in zoo.MODELS and n not in MARIAN_MODELS]
     if unknown:
-        log(f"export_models: unknown model {', '.join(unknown)} (known: {', '.join(zoo.MODELS)})")
+        log(f"export_models: unknown model {', '.join(unknown)} "
+            f"(known: {', '.join(list(zoo.MODELS) + list(MARIAN_MODELS))})")
         return EXIT_USAGE
     if args.deterministic_weights and (args.checkpoint_dir or args.base_url):
         log("export_models: --deterministic-weights cannot be combined with --checkpoint-dir or --base-url")
@@ -289,6 +305,9 @@ def cmd_export(args) -> int:
         torch.set_num_threads(args.threads)
     for name in dict.fromkeys(args.names):
         try:
+            if name in MARIAN_MODELS:
+                export_marian(name, args)
+                continue
             export_one(name, args)
         except Failure as e:
             log(f"export_models: error: {e}")

@@ -140,14 +140,14 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
 
     def split(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
+        b, t = x.size(0), x.size(1)
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
     def project_kv(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         return self.split(self.k_proj(x)), self.split(self.v_proj(x))
 
     def attend(self, x: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor]) -> Tensor:
-        b, t, d = x.shape
+        b, t, d = x.size(0), x.size(1), x.size(2)
         q = self.split(self.q_proj(x) * self.scaling)
         w = torch.matmul(q, k.transpose(-1, -2))
         if bias is not None:
@@ -195,10 +195,13 @@ class DecoderLayer(nn.Module):
         return h, k, v
 
 
+NEG_INF_F32 = -3.4028234663852886e38  # torch.finfo(torch.float32).min (TorchScript has no finfo)
+
+
 def padding_bias(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """[B, L] 1/0 mask -> additive [B, 1, 1, L] (transformers: 0 or finfo.min)."""
+    """[B, L] 1/0 mask -> additive [B, 1, 1, L] (transformers: 0 or finfo(float32).min)."""
     m = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - m) * torch.finfo(dtype).min
+    return (1.0 - m) * -3.4028234663852886e38
 
 
 def causal_bias(t: int, past: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -206,7 +209,7 @@ def causal_bias(t: int, past: int, dtype: torch.dtype, device: torch.device) -> 
     q = torch.arange(t, device=device)[:, None] + past
     k = torch.arange(past + t, device=device)[None, :]
     bias = torch.zeros(t, past + t, dtype=dtype, device=device)
-    bias = bias.masked_fill(k > q, torch.finfo(dtype).min)
+    bias = bias.masked_fill(k > q, -3.4028234663852886e38)
     return bias[None, None]
 
 
@@ -284,6 +287,9 @@ class MarianMT(nn.Module):
     # -- building blocks used by the export and the search --
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         return self.model.encoder(input_ids, attention_mask)
+
+    def cross_kv(self, encoder_hidden: Tensor) -> Tuple[Tensor, Tensor]:
+        return self.model.decoder.cross_kv(encoder_hidden)
 
     def empty_cache(self, batch: int, dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor]:
         c = self.config
@@ -524,7 +530,7 @@ def greedy_search(model: MarianMT, input_ids: Tensor, attention_mask: Tensor,
                   max_length: int) -> Tensor:
     c = model.config
     enc = model.encode(input_ids, attention_mask)
-    ck, cv = model.model.decoder.cross_kv(enc)
+    ck, cv = model.cross_kv(enc)
     b = input_ids.shape[0]
     sk, sv = model.empty_cache(b, enc.dtype)
     seq = torch.full((b, 1), c.decoder_start_token_id, dtype=torch.long)
@@ -572,7 +578,7 @@ def beam_search(model: MarianMT, input_ids: Tensor, attention_mask: Tensor, num_
     enc = model.encode(input_ids, attention_mask)
     enc = enc.repeat_interleave(num_beams, dim=0)
     mask = attention_mask.repeat_interleave(num_beams, dim=0)
-    ck, cv = model.model.decoder.cross_kv(enc)
+    ck, cv = model.cross_kv(enc)
     sk, sv = model.empty_cache(b * num_beams, enc.dtype)
     seq = torch.full((b * num_beams, 1), c.decoder_start_token_id, dtype=torch.long)
     beam_scores = torch.zeros(b, num_beams)
