@@ -8,6 +8,7 @@
 
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
+#include "text_unicode.h"
 
 namespace fs = std::filesystem;
 
@@ -19,6 +20,15 @@ std::string trim(const std::string& s) {
   if (begin == std::string::npos) return "";
   const auto end = s.find_last_not_of(" \t\r\n");
   return s.substr(begin, end - begin + 1);
+}
+
+bool is_valid_utf8(const std::string& text) {
+  try {
+    text_unicode::decode_utf8(text);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 std::string read_all(const fs::path& path) {
@@ -99,6 +109,12 @@ void read_delimited(CaptionTable& table, const fs::path& root, const fs::path& p
     }
     const std::string category =
         category_col >= 0 && category_col < static_cast<int>(row.size()) ? row[category_col] : "";
+    if (!is_valid_utf8(row[file_col]) || !is_valid_utf8(row[caption_col]) ||
+        !is_valid_utf8(category)) {
+      table.warnings.push_back(path.string() + ": row " + std::to_string(line + 1) +
+                               " is not valid UTF-8; skipped");
+      continue;
+    }
     add_entry(table, root, trim(row[file_col]), row[caption_col], category);
   }
 }
@@ -150,8 +166,16 @@ CaptionInfo captions_for(const CaptionTable& table, const fs::path& root, const 
     fs::path sidecar = image;
     sidecar.replace_extension(".txt");
     std::error_code ec;
-    if (fs::is_regular_file(sidecar, ec)) {
-      std::istringstream in(read_all(sidecar));
+    // An image may itself be named x.txt (images are found by content): it is not its own
+    // sidecar.
+    if (sidecar != image && fs::is_regular_file(sidecar, ec)) {
+      const std::string text = read_all(sidecar);
+      if (!is_valid_utf8(text)) {
+        throw Error(
+            ErrorKind::kInput,
+            sidecar.string() + ": caption file is not valid UTF-8; its captions are ignored");
+      }
+      std::istringstream in(text);
       std::string line;
       while (std::getline(in, line)) {
         if (!trim(line).empty()) info.captions.push_back(trim(line));

@@ -22,6 +22,14 @@ bool is_hidden(const fs::path& path) {
   return !name.empty() && name[0] == '.';
 }
 
+// The category a file's folder gives it (see captions.h): the first sub-folder under root.
+std::string first_subfolder(const fs::path& root, const fs::path& image) {
+  const fs::path relative = fs::path(normalize_index_path(image)).lexically_relative(root);
+  auto it = relative.begin();
+  if (it != relative.end() && std::next(it) != relative.end()) return it->string();
+  return "";
+}
+
 std::int64_t mtime_ns(const fs::path& path, std::error_code& ec) {
   const auto time = fs::last_write_time(path, ec);
   return std::chrono::duration_cast<std::chrono::nanoseconds>(time.time_since_epoch()).count();
@@ -220,7 +228,11 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   auto report = [&] {
     if (options.on_progress) options.on_progress(progress);
   };
+  // Files that were indexed before but fail now (replaced by a corrupt or unreadable file):
+  // their stored vectors describe bytes that are gone, so they leave the index.
+  std::vector<std::string> stale;
   auto fail = [&](const std::string& path, const std::string& reason) {
+    if (stored.count(path)) stale.push_back(path);
     summary.failures.push_back({path, reason});
     ++summary.failed;
     ++progress.done;
@@ -242,7 +254,11 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
     try {
       job.info = captions_for(table, root, image);
     } catch (const Error& e) {
+      // An unreadable sidecar: the image is indexed without captions, but keeps the category
+      // its folder gives it.
       summary.warnings.push_back(e.what());
+      job.info = CaptionInfo{};
+      job.info.category = first_subfolder(root, image);
     }
     auto it = stored.find(job.state.path);
     const bool same_stat = it != stored.end() && it->second.state.size == job.state.size &&
@@ -367,6 +383,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
     progress.done += static_cast<std::int64_t>(records.size());
     report();
   }
+
+  if (!stale.empty()) store.remove_paths(model_id, stale);
 
   summary.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

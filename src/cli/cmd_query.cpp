@@ -64,6 +64,18 @@ void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
 
 }  // namespace
 
+void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
+                           const fs::path& scope) {
+  if (!store.models_in_scope(scope).empty()) return;
+  // Say "not indexed, run ..." rather than failing to pick a default model first.
+  std::string model = "MODEL";
+  try {
+    model = default_model_name(global);
+  } catch (const Error&) {
+  }
+  throw_scope_not_indexed(store, normalize_index_path(scope), model);
+}
+
 Command register_query(CLI::App& root, GlobalOptions& global) {
   auto* app = root.add_subcommand("query", "Search indexed photos by text, image or both");
   app->footer(
@@ -157,9 +169,10 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
                                                  index_path.string() +
                                                  "); run: mmsearch index DIR");
             }
+            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
+            if (options->model.empty()) require_indexed_scope(global, store, query.scope);
             const std::string model = model_for_scope(global, options->model, query.scope);
             auto encoder = open_encoder(global, model);
-            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
             const QueryResult result = run_query(*encoder, store, terms, query);
 
             if (!options->montage.empty()) {

@@ -13,6 +13,11 @@
 namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
+
+// In cmd_query.cpp: Error(kIndex) saying what to run when nothing under scope is indexed.
+void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
+                           const fs::path& scope);
+
 namespace {
 
 std::string item_label(const VectorOwner& owner) {
@@ -132,10 +137,11 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
               throw Error(ErrorKind::kIndex, "nothing has been indexed yet; run: mmsearch index "
                                              "DIR");
             }
+            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
+            if (options->model.empty()) require_indexed_scope(global, store, scope);
             const std::string model = model_for_scope(global, options->model, scope);
             // Only the manifest is needed: the vectors come from the index.
             const Bundle bundle = open_bundle(global, model);
-            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
             const std::string prefix =
                 options->out.empty() ? "simmatrix-" + bundle.manifest().name : options->out;
             if (fs::path(prefix).has_parent_path()) {
