@@ -56,6 +56,7 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
     std::string mode;
     std::string out;
     bool no_exif = false;
+    int text_length = 0;
     std::int64_t max_pixels = DecodeOptions{}.max_pixels;
   };
   auto options = std::make_shared<Options>();
@@ -69,6 +70,10 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--no-exif-rotate", options->no_exif,
                 "Ignore EXIF orientation (strict LAVIS behaviour)");
   app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
+  app->add_option("--text-length", options->text_length,
+                  "Truncate and pad texts to N tokens, as LAVIS's retrieval evaluation does "
+                  "(35); default 0: no truncation, padded to the longest (extract_features)")
+      ->check(CLI::Range(0, 512));
 
   return {
       app, [&global, options]() {
@@ -110,9 +115,14 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
             outputs.push_back({"image_embeds_proj", image.image_embeds_proj});
           }
         }
-        // LAVIS extract_features tokenises with padding=True and no truncation.
+        // LAVIS extract_features tokenises with padding=True and no truncation; its retrieval
+        // evaluation pads and truncates to 35 (--text-length 35).
         TextBatch texts;
-        if (want_text || want_multimodal) texts = encoder->tokenize(options->texts, 0);
+        if (want_text || want_multimodal) {
+          texts = options->text_length > 0
+                      ? encoder->tokenize(options->texts, options->text_length, true)
+                      : encoder->tokenize(options->texts, 0);
+        }
         if (want_text) {
           const TextOutputs text = encoder->encode_text(texts);
           outputs.push_back({"text_embeds", text.text_embeds});
