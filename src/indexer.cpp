@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "mmsearch/captions.h"
 #include "mmsearch/error.h"
@@ -240,6 +241,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   };
 
   std::vector<Job> jobs;
+  std::vector<Job> duplicates;
+  std::unordered_set<std::string> pending_content;  // hash/size of the jobs to embed
   std::vector<IndexedFile> reused;
   for (const auto& image : images) {
     Job job;
@@ -295,94 +298,121 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
         continue;
       }
     }
+    // A second copy of content first seen in this run waits until the first copy's vectors
+    // are stored, then reuses them.
+    const std::string key = job.state.content_hash + "/" + std::to_string(job.state.size);
+    if (!pending_content.insert(key).second) {
+      duplicates.push_back(std::move(job));
+      continue;
+    }
     jobs.push_back(std::move(job));
   }
   if (!reused.empty()) store.upsert_batch(model_id, reused);
+  reused.clear();
   report();
 
   // Embedding: batches of images, the next batch decoding while the model runs.
-  const std::size_t batch_size = static_cast<std::size_t>(std::max(1, options.batch_size));
-  std::vector<std::vector<Job*>> batches;
-  for (std::size_t i = 0; i < jobs.size(); i += batch_size) {
-    std::vector<Job*> batch;
-    for (std::size_t j = i; j < std::min(jobs.size(), i + batch_size); ++j) {
-      batch.push_back(&jobs[j]);
-    }
-    batches.push_back(std::move(batch));
-  }
-  auto launch = [&](std::size_t b) {
-    return std::async(std::launch::async, [&, b] {
-      return prepare_batch(encoder, batches[b], options.decode, options.decode_workers);
-    });
-  };
-  std::future<std::vector<Prepared>> next;
-  if (!batches.empty()) next = launch(0);
-  for (std::size_t b = 0; b < batches.size(); ++b) {
-    std::vector<Prepared> prepared = next.get();
-    if (b + 1 < batches.size()) next = launch(b + 1);
-
-    std::vector<Job*> ok_jobs;
-    std::vector<torch::Tensor> pixels;
-    for (std::size_t i = 0; i < prepared.size(); ++i) {
-      if (prepared[i].pixels) {
-        ok_jobs.push_back(batches[b][i]);
-        pixels.push_back(*prepared[i].pixels);
-      } else {
-        fail(batches[b][i]->state.path, prepared[i].error);
+  auto embed_all = [&](std::vector<Job>& todo) {
+    const std::size_t batch_size = static_cast<std::size_t>(std::max(1, options.batch_size));
+    std::vector<std::vector<Job*>> batches;
+    for (std::size_t i = 0; i < todo.size(); i += batch_size) {
+      std::vector<Job*> batch;
+      for (std::size_t j = i; j < std::min(todo.size(), i + batch_size); ++j) {
+        batch.push_back(&todo[j]);
       }
+      batches.push_back(std::move(batch));
     }
-    if (ok_jobs.empty()) {
+    auto launch = [&](std::size_t b) {
+      return std::async(std::launch::async, [&, b] {
+        return prepare_batch(encoder, batches[b], options.decode, options.decode_workers);
+      });
+    };
+    std::future<std::vector<Prepared>> next;
+    if (!batches.empty()) next = launch(0);
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      std::vector<Prepared> prepared = next.get();
+      if (b + 1 < batches.size()) next = launch(b + 1);
+
+      std::vector<Job*> ok_jobs;
+      std::vector<torch::Tensor> pixels;
+      for (std::size_t i = 0; i < prepared.size(); ++i) {
+        if (prepared[i].pixels) {
+          ok_jobs.push_back(batches[b][i]);
+          pixels.push_back(*prepared[i].pixels);
+        } else {
+          fail(batches[b][i]->state.path, prepared[i].error);
+        }
+      }
+      if (ok_jobs.empty()) {
+        report();
+        continue;
+      }
+      const ImageOutputs image = encoder.encode_image(torch::stack(pixels));
+
+      // Every caption of the batch in one text pass and one multimodal pass.
+      std::vector<std::string> texts;
+      std::vector<std::int64_t> text_owner;  // row in ok_jobs
+      std::vector<int> text_index;           // caption index within its file
+      for (std::size_t j = 0; j < ok_jobs.size(); ++j) {
+        for (std::size_t c = 0; c < ok_jobs[j]->info.captions.size(); ++c) {
+          texts.push_back(ok_jobs[j]->info.captions[c]);
+          text_owner.push_back(static_cast<std::int64_t>(j));
+          text_index.push_back(static_cast<int>(c));
+        }
+      }
+      TextOutputs text;
+      MultimodalOutputs multimodal;
+      if (!texts.empty()) {
+        const TextBatch tokens = encoder.tokenize(texts, manifest.text.max_tokens);
+        text = encoder.encode_text(tokens);
+        const torch::Tensor owners = torch::tensor(text_owner, torch::kInt64);
+        multimodal = encoder.encode_multimodal(image.vision_tokens.index_select(0, owners), tokens);
+      }
+
+      std::vector<IndexedFile> records(ok_jobs.size());
+      for (std::size_t j = 0; j < ok_jobs.size(); ++j) {
+        IndexedFile& record = records[j];
+        record.state = ok_jobs[j]->state;
+        record.category = ok_jobs[j]->info.category;
+        for (const auto& caption : ok_jobs[j]->info.captions)
+          record.captions.push_back({caption, ""});
+        const int row = static_cast<int>(j);
+        record.vectors.push_back(image_proj_vectors(manifest, image.image_embeds_proj, row));
+        record.vectors.push_back(
+            summary_vectors(manifest, image.image_embeds, row, VectorKind::kImageEmbed, -1));
+      }
+      for (std::size_t t = 0; t < texts.size(); ++t) {
+        IndexedFile& record = records[text_owner[t]];
+        const int row = static_cast<int>(t);
+        record.vectors.push_back(tensor_rows(text.text_embeds_proj[row].slice(0, 0, 1),
+                                             VectorKind::kTextProj, text_index[t]));
+        record.vectors.push_back(summary_vectors(manifest, multimodal.multimodal_embeds, row,
+                                                 VectorKind::kMultimodal, text_index[t]));
+      }
+      store.upsert_batch(model_id, records);
+      summary.indexed += static_cast<std::int64_t>(records.size());
+      progress.embedded += static_cast<std::int64_t>(records.size());
+      progress.done += static_cast<std::int64_t>(records.size());
       report();
-      continue;
     }
-    const ImageOutputs image = encoder.encode_image(torch::stack(pixels));
+  };
+  embed_all(jobs);
 
-    // Every caption of the batch in one text pass and one multimodal pass.
-    std::vector<std::string> texts;
-    std::vector<std::int64_t> text_owner;  // row in ok_jobs
-    std::vector<int> text_index;           // caption index within its file
-    for (std::size_t j = 0; j < ok_jobs.size(); ++j) {
-      for (std::size_t c = 0; c < ok_jobs[j]->info.captions.size(); ++c) {
-        texts.push_back(ok_jobs[j]->info.captions[c]);
-        text_owner.push_back(static_cast<std::int64_t>(j));
-        text_index.push_back(static_cast<int>(c));
-      }
+  // Duplicates of files embedded above: their vectors are in the store now.
+  std::vector<Job> leftover;
+  for (Job& job : duplicates) {
+    job.reuse = store.find_by_content_hash(model_id, job.state.content_hash, job.state.size);
+    IndexedFile record;
+    if (job.reuse && reuse_record(job, record)) {
+      reused.push_back(std::move(record));
+      ++summary.reused;
+      ++progress.done;
+    } else {
+      leftover.push_back(std::move(job));  // the original failed, or other captions
     }
-    TextOutputs text;
-    MultimodalOutputs multimodal;
-    if (!texts.empty()) {
-      const TextBatch tokens = encoder.tokenize(texts, manifest.text.max_tokens);
-      text = encoder.encode_text(tokens);
-      const torch::Tensor owners = torch::tensor(text_owner, torch::kInt64);
-      multimodal = encoder.encode_multimodal(image.vision_tokens.index_select(0, owners), tokens);
-    }
-
-    std::vector<IndexedFile> records(ok_jobs.size());
-    for (std::size_t j = 0; j < ok_jobs.size(); ++j) {
-      IndexedFile& record = records[j];
-      record.state = ok_jobs[j]->state;
-      record.category = ok_jobs[j]->info.category;
-      for (const auto& caption : ok_jobs[j]->info.captions) record.captions.push_back({caption, ""});
-      const int row = static_cast<int>(j);
-      record.vectors.push_back(image_proj_vectors(manifest, image.image_embeds_proj, row));
-      record.vectors.push_back(
-          summary_vectors(manifest, image.image_embeds, row, VectorKind::kImageEmbed, -1));
-    }
-    for (std::size_t t = 0; t < texts.size(); ++t) {
-      IndexedFile& record = records[text_owner[t]];
-      const int row = static_cast<int>(t);
-      record.vectors.push_back(
-          tensor_rows(text.text_embeds_proj[row].slice(0, 0, 1), VectorKind::kTextProj,
-                      text_index[t]));
-      record.vectors.push_back(summary_vectors(manifest, multimodal.multimodal_embeds, row,
-                                               VectorKind::kMultimodal, text_index[t]));
-    }
-    store.upsert_batch(model_id, records);
-    summary.indexed += static_cast<std::int64_t>(records.size());
-    progress.embedded += static_cast<std::int64_t>(records.size());
-    progress.done += static_cast<std::int64_t>(records.size());
-    report();
   }
+  if (!reused.empty()) store.upsert_batch(model_id, reused);
+  embed_all(leftover);
 
   if (!stale.empty()) store.remove_paths(model_id, stale);
 

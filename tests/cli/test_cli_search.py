@@ -177,6 +177,30 @@ def test_index_reindex_delete_rename_duplicate_touch(run, tmp_path):
     assert "found" in out and f"{s['found']} unchanged" in out and "0 failed" in out
 
 
+def test_duplicates_within_one_run_are_embedded_once(run, tmp_path):
+    d = tmp_path / "photos"
+    save_image(d / "a/one.png", "red", 1)
+    (d / "b").mkdir()
+    shutil.copy(d / "a/one.png", d / "b/one_copy.png")
+    shutil.copy(d / "a/one.png", d / "b/one_copy2.png")
+    (d / "b/one_copy2.txt").write_text("a caption only the second copy has\n")
+    save_image(d / "a/two.png", "checker", 2)
+    # A corrupt file and its copy: both fail, each under its own path.
+    (d / "bad1.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 60)
+    shutil.copy(d / "bad1.jpg", d / "bad2.jpg")
+    s = summary(run, d, "--model", "blip-base", expect=EXIT_PARTIAL)
+    # one.png and two.png embedded; one_copy reuses one.png; one_copy2 has a caption of its
+    # own, so it reuses nothing and is embedded too.
+    assert (s["found"], s["indexed"], s["reused"], s["failed"]) == (6, 3, 1, 2), s
+    assert {f["path"] for f in s["failures"]} == {str(d / "bad1.jpg"), str(d / "bad2.jpg")}
+    hits = by_path(query(run, "--in", d, "--model", "blip-base", "--image", d / "a/two.png",
+                         "-k", "10"))
+    assert hits[str(d / "a/one.png")]["score"] == pytest.approx(
+        hits[str(d / "b/one_copy.png")]["score"], abs=1e-6)
+    assert hits[str(d / "b/one_copy.png")]["category"] == "b"
+    assert hits[str(d / "b/one_copy2.png")]["caption"] == "a caption only the second copy has"
+
+
 def test_several_models_index_one_folder_side_by_side(run, tmp_path):
     d = tmp_path / "photos"
     make_scene(d)
