@@ -70,8 +70,8 @@ std::vector<std::vector<std::string>> parse_delimited(const fs::path& path, unsi
   const std::string reason = csv_strerror(csv_error(&parser));
   csv_free(&parser);
   if (failed) {
-    throw Error(ErrorKind::kInput, path.string() + ": malformed " +
-                                       (delim == ',' ? "CSV" : "TSV") + ": " + reason);
+    throw Error(ErrorKind::kInput,
+                path.string() + ": malformed " + (delim == ',' ? "CSV" : "TSV") + ": " + reason);
   }
   return rows.rows;
 }
@@ -183,8 +183,8 @@ CaptionInfo captions_for(const CaptionTable& table, const fs::path& root, const 
     }
   }
   if (info.category.empty()) {
-    const fs::path relative = fs::path(normalize_index_path(image))
-                                  .lexically_relative(normalize_index_path(root));
+    const fs::path relative =
+        fs::path(normalize_index_path(image)).lexically_relative(normalize_index_path(root));
     auto it = relative.begin();
     if (it != relative.end() && std::next(it) != relative.end()) info.category = it->string();
   }

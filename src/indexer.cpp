@@ -144,10 +144,10 @@ StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& 
 
 StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& embeds, int b,
                               VectorKind kind, int caption_index) {
-  torch::Tensor summary = manifest.family == "blip" ? embeds[b].slice(0, 0, 1)
-                                                    : embeds[b].mean(0, /*keepdim=*/true);
-  summary = torch::nn::functional::normalize(
-      summary, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  torch::Tensor summary =
+      manifest.family == "blip" ? embeds[b].slice(0, 0, 1) : embeds[b].mean(0, /*keepdim=*/true);
+  summary = torch::nn::functional::normalize(summary,
+                                             torch::nn::functional::NormalizeFuncOptions().dim(-1));
   return tensor_rows(summary, kind, caption_index);
 }
 

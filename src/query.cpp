@@ -33,8 +33,7 @@ Embeddings from_stored(const StoredVectors& v) {
 }
 
 torch::Tensor normalized(const torch::Tensor& t) {
-  return torch::nn::functional::normalize(t,
-                                          torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  return torch::nn::functional::normalize(t, torch::nn::functional::NormalizeFuncOptions().dim(-1));
 }
 
 }  // namespace
@@ -49,18 +48,24 @@ Against against_from_string(const std::string& name) {
 
 const char* to_string(Against against) {
   switch (against) {
-    case Against::kImage: return "image";
-    case Against::kText: return "text";
-    case Against::kMultimodal: return "multimodal";
+    case Against::kImage:
+      return "image";
+    case Against::kText:
+      return "text";
+    case Against::kMultimodal:
+      return "multimodal";
   }
   return "image";
 }
 
 VectorKind stored_kind_for(Against against) {
   switch (against) {
-    case Against::kImage: return VectorKind::kImageProj;
-    case Against::kText: return VectorKind::kTextProj;
-    case Against::kMultimodal: return VectorKind::kMultimodal;
+    case Against::kImage:
+      return VectorKind::kImageProj;
+    case Against::kText:
+      return VectorKind::kTextProj;
+    case Against::kMultimodal:
+      return VectorKind::kMultimodal;
   }
   return VectorKind::kImageProj;
 }
@@ -78,12 +83,11 @@ void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
     others += (others.empty() ? "" : ", ") + usage.model_id.substr(0, usage.model_id.find('@')) +
               " (" + std::to_string(usage.file_count) + " files)";
   }
-  throw Error(ErrorKind::kIndex, scope.string() + " was indexed with " + others + ", not with " +
-                                     model_id + "; query with --model " +
-                                     usages.front().model_id.substr(
-                                         0, usages.front().model_id.find('@')) +
-                                     " or run: mmsearch index " + scope.string() + " --model " +
-                                     model_name);
+  throw Error(ErrorKind::kIndex,
+              scope.string() + " was indexed with " + others + ", not with " + model_id +
+                  "; query with --model " +
+                  usages.front().model_id.substr(0, usages.front().model_id.find('@')) +
+                  " or run: mmsearch index " + scope.string() + " --model " + model_name);
 }
 
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
@@ -166,13 +170,13 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
       throw Error(ErrorKind::kUsage, "--rerank needs a text term searched --against image");
     }
     if (!manifest.itm) {
-      throw Error(ErrorKind::kUsage, "--rerank needs a model with an ITM head; " +
-                                         manifest.name + " has none");
+      throw Error(ErrorKind::kUsage,
+                  "--rerank needs a model with an ITM head; " + manifest.name + " has none");
     }
     // LAVIS evaluation: the top candidates by ITC are re-scored as ITM logit + ITC similarity,
     // reading the candidate images again (their vision tokens are not stored).
-    const auto candidates =
-        top_k(scores, std::max<std::int64_t>(options.rerank, options.k), options.threshold, excluded);
+    const auto candidates = top_k(scores, std::max<std::int64_t>(options.rerank, options.k),
+                                  options.threshold, excluded);
     const std::vector<float>& itc = weighted[*rerank_term].scores;
     const std::string& text = terms[*rerank_term].value;
     std::vector<QueryHit> hits;
@@ -211,7 +215,8 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
       result.hits.push_back(make_hit(hit.index, hit.score));
     }
   }
-  for (std::size_t i = 0; i < result.hits.size(); ++i) result.hits[i].rank = static_cast<int>(i) + 1;
+  for (std::size_t i = 0; i < result.hits.size(); ++i)
+    result.hits[i].rank = static_cast<int>(i) + 1;
   return result;
 }
 

@@ -48,6 +48,7 @@ Command register_index(CLI::App& root, GlobalOptions& global);
 Command register_query(CLI::App& root, GlobalOptions& global);
 Command register_simmatrix(CLI::App& root, GlobalOptions& global);
 Command register_eval(CLI::App& root, GlobalOptions& global);
+Command register_translate(CLI::App& root, GlobalOptions& global);
 
 // Finds and opens a bundle by name (or the default model when empty), verifying its hashes
 // unless --no-verify was given.
@@ -69,6 +70,11 @@ std::string model_for_scope(const GlobalOptions& global, const std::string& expl
 SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
                                          const std::string& model_id,
                                          const std::filesystem::path& scope, SimilarityKind kind);
+
+// Throws the "not indexed; run mmsearch index ..." error when no model indexed the scope, so
+// that a missing index is reported before a default model is looked for.
+void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
+                           const std::filesystem::path& scope);
 
 // A path for display: relative to the current folder when under it, else as given.
 std::string display_path(const std::string& absolute);

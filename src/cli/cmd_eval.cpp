@@ -1,9 +1,9 @@
 // `mmsearch eval DIR`: retrieval quality on a captioned folder, per model, to choose a model.
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "cli.h"
@@ -121,7 +121,8 @@ Command register_eval(CLI::App& root, GlobalOptions& global) {
             if (models.empty()) models.push_back(default_model_name(global));
             IndexStore store(default_index_path());
             nlohmann::json reports = nlohmann::json::array();
-            for (const auto& model : models) reports.push_back(evaluate_model(global, model, dir, store));
+            for (const auto& model : models)
+              reports.push_back(evaluate_model(global, model, dir, store));
             if (options->json) {
               std::cout << reports.dump(2) << "\n";
               return kExitOk;

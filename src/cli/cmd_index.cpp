@@ -1,9 +1,9 @@
 // `mmsearch index DIR`: embeds a folder's images and captions into the per-user store.
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "mmsearch/index.h"
@@ -24,7 +24,8 @@ nlohmann::json summary_json(const IndexSummary& summary) {
   j["failed"] = summary.failed;
   j["seconds"] = summary.seconds;
   j["failures"] = nlohmann::json::array();
-  for (const auto& f : summary.failures) j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
+  for (const auto& f : summary.failures)
+    j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
   j["warnings"] = summary.warnings;
   return j;
 }
@@ -79,8 +80,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
               progress.finish();
               spdlog::warn("skipped {}", reason);
             };
-            const IndexSummary summary =
-                index_folder(*encoder, store, options->dir, index_options);
+            const IndexSummary summary = index_folder(*encoder, store, options->dir, index_options);
             progress.finish();
             for (const auto& warning : summary.warnings) spdlog::warn("{}", warning);
             if (options->json) {
@@ -91,8 +91,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
                   "%lld removed, %lld failed (%.1f s)\n",
                   summary.root.c_str(), encoder->manifest().name.c_str(),
                   static_cast<long long>(summary.found), static_cast<long long>(summary.indexed),
-                  static_cast<long long>(summary.reused),
-                  static_cast<long long>(summary.unchanged),
+                  static_cast<long long>(summary.reused), static_cast<long long>(summary.unchanged),
                   static_cast<long long>(summary.removed), static_cast<long long>(summary.failed),
                   summary.seconds);
               for (const auto& f : summary.failures) {

@@ -1,10 +1,10 @@
 // `mmsearch query`: text, image and combined searches over an indexed scope.
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "mmsearch/error.h"
@@ -64,18 +64,6 @@ void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
 
 }  // namespace
 
-void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
-                           const fs::path& scope) {
-  if (!store.models_in_scope(scope).empty()) return;
-  // Say "not indexed, run ..." rather than failing to pick a default model first.
-  std::string model = "MODEL";
-  try {
-    model = default_model_name(global);
-  } catch (const Error&) {
-  }
-  throw_scope_not_indexed(store, normalize_index_path(scope), model);
-}
-
 Command register_query(CLI::App& root, GlobalOptions& global) {
   auto* app = root.add_subcommand("query", "Search indexed photos by text, image or both");
   app->footer(
@@ -113,8 +101,9 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
   app->add_option("--model,-m", options->model,
                   "Model (default: the one the folder was indexed with)");
   app->add_option("--threshold", options->threshold, "Drop results scoring below this");
-  app->add_option("--against", options->against, "Stored vectors to search: image, text or "
-                                                 "multimodal")
+  app->add_option("--against", options->against,
+                  "Stored vectors to search: image, text or "
+                  "multimodal")
       ->check(CLI::IsMember({"image", "text", "multimodal"}));
   app->add_option("--rerank", options->rerank,
                   "Re-score the top N with the ITM head (text terms, --against image)")
@@ -124,108 +113,107 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
   app->add_option("--montage", options->montage, "Also draw the query and results to this PNG");
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
 
-  return {app, [&global, options]() {
-            if (options->texts.empty() && options->images.empty()) {
-              throw Error(ErrorKind::kUsage, "give at least one --text or --image");
-            }
-            if (options->json && options->paths) {
-              throw Error(ErrorKind::kUsage, "--json and --paths exclude each other");
-            }
-            const bool combined = !options->texts.empty() && !options->images.empty();
-            std::vector<QueryTerm> terms;
-            for (const auto& text : options->texts) {
-              const ParsedTerm parsed = parse_weighted_term(text);
-              terms.push_back({QueryTerm::Kind::kText, parsed.text,
-                               parsed.weight * (combined ? options->text_weight : 1.0f)});
-            }
-            for (const auto& image : options->images) {
-              // A weight prefix is only taken when the whole argument is not an existing file.
-              ParsedTerm parsed{image, 1.0f};
-              std::error_code ec;
-              if (!fs::exists(image, ec)) parsed = parse_weighted_term(image);
-              if (!fs::exists(parsed.text, ec)) {
-                throw Error(ErrorKind::kInput, parsed.text + ": query image not found");
-              }
-              terms.push_back({QueryTerm::Kind::kImage, parsed.text,
-                               parsed.weight * (combined ? 1.0f - options->text_weight : 1.0f)});
-            }
+  return {
+      app, [&global, options]() {
+        if (options->texts.empty() && options->images.empty()) {
+          throw Error(ErrorKind::kUsage, "give at least one --text or --image");
+        }
+        if (options->json && options->paths) {
+          throw Error(ErrorKind::kUsage, "--json and --paths exclude each other");
+        }
+        const bool combined = !options->texts.empty() && !options->images.empty();
+        std::vector<QueryTerm> terms;
+        for (const auto& text : options->texts) {
+          const ParsedTerm parsed = parse_weighted_term(text);
+          terms.push_back({QueryTerm::Kind::kText, parsed.text,
+                           parsed.weight * (combined ? options->text_weight : 1.0f)});
+        }
+        for (const auto& image : options->images) {
+          // A weight prefix is only taken when the whole argument is not an existing file.
+          ParsedTerm parsed{image, 1.0f};
+          std::error_code ec;
+          if (!fs::exists(image, ec)) parsed = parse_weighted_term(image);
+          if (!fs::exists(parsed.text, ec)) {
+            throw Error(ErrorKind::kInput, parsed.text + ": query image not found");
+          }
+          terms.push_back({QueryTerm::Kind::kImage, parsed.text,
+                           parsed.weight * (combined ? 1.0f - options->text_weight : 1.0f)});
+        }
 
-            QueryOptions query;
-            query.scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
-            std::error_code ec;
-            if (!fs::is_directory(query.scope, ec)) {
-              throw Error(ErrorKind::kInput, query.scope.string() + ": not a folder");
-            }
-            query.scope = fs::absolute(query.scope);
-            query.against = against_from_string(options->against);
-            query.k = options->k;
-            query.threshold = options->threshold;
-            query.rerank = options->rerank;
-            query.decode.apply_exif_orientation = !options->no_exif;
+        QueryOptions query;
+        query.scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
+        std::error_code ec;
+        if (!fs::is_directory(query.scope, ec)) {
+          throw Error(ErrorKind::kInput, query.scope.string() + ": not a folder");
+        }
+        query.scope = fs::absolute(query.scope);
+        query.against = against_from_string(options->against);
+        query.k = options->k;
+        query.threshold = options->threshold;
+        query.rerank = options->rerank;
+        query.decode.apply_exif_orientation = !options->no_exif;
 
-            const fs::path index_path = default_index_path();
-            if (!fs::exists(index_path, ec)) {
-              throw Error(ErrorKind::kIndex, "nothing has been indexed yet (no " +
-                                                 index_path.string() +
-                                                 "); run: mmsearch index DIR");
-            }
-            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
-            if (options->model.empty()) require_indexed_scope(global, store, query.scope);
-            const std::string model = model_for_scope(global, options->model, query.scope);
-            auto encoder = open_encoder(global, model);
-            const QueryResult result = run_query(*encoder, store, terms, query);
+        const fs::path index_path = default_index_path();
+        if (!fs::exists(index_path, ec)) {
+          throw Error(ErrorKind::kIndex, "nothing has been indexed yet (no " + index_path.string() +
+                                             "); run: mmsearch index DIR");
+        }
+        const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
+        if (options->model.empty()) require_indexed_scope(global, store, query.scope);
+        const std::string model = model_for_scope(global, options->model, query.scope);
+        auto encoder = open_encoder(global, model);
+        const QueryResult result = run_query(*encoder, store, terms, query);
 
-            if (!options->montage.empty()) {
-              write_montage(options->montage, terms, result, encoder->manifest().name,
-                            query.against, query.decode);
-            }
-            if (options->paths) {
-              for (const auto& hit : result.hits) std::cout << hit.path << "\n";
-              return kExitOk;
-            }
-            if (options->json) {
-              nlohmann::json j;
-              j["model"] = encoder->manifest().name;
-              j["model_id"] = result.model_id;
-              j["scope"] = query.scope.string();
-              j["against"] = to_string(query.against);
-              j["searched"] = result.searched;
-              j["terms"] = nlohmann::json::array();
-              for (const auto& term : terms) {
-                j["terms"].push_back(
-                    {{"kind", term.kind == QueryTerm::Kind::kText ? "text" : "image"},
-                     {"value", term.value},
-                     {"weight", term.weight}});
-              }
-              j["results"] = nlohmann::json::array();
-              for (const auto& hit : result.hits) {
-                nlohmann::json h = {{"rank", hit.rank},     {"score", hit.score},
-                                    {"path", hit.path},     {"caption", hit.caption},
-                                    {"category", hit.category}};
-                if (!hit.caption_en.empty()) h["caption_en"] = hit.caption_en;
-                if (hit.itm_score) h["itm"] = *hit.itm_score;
-                if (hit.itc_score) h["itc"] = *hit.itc_score;
-                j["results"].push_back(h);
-              }
-              std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-                        << "\n";
-              return kExitOk;
-            }
-            if (result.hits.empty()) {
-              std::printf("No results (searched %lld items).\n",
-                          static_cast<long long>(result.searched));
-              return kExitOk;
-            }
-            std::printf("%-4s %-7s %-40s %-12s %s\n", "RANK", "SCORE", "PATH", "CATEGORY",
-                        "CAPTION");
-            for (const auto& hit : result.hits) {
-              const std::string caption = hit.caption_en.empty() ? hit.caption : hit.caption_en;
-              std::printf("%-4d %-7.4f %-40s %-12s %s\n", hit.rank, hit.score,
-                          one_line(display_path(hit.path), 40).c_str(),
-                          one_line(hit.category, 12).c_str(), one_line(caption, 70).c_str());
-            }
-            return kExitOk;
-          }};
+        if (!options->montage.empty()) {
+          write_montage(options->montage, terms, result, encoder->manifest().name, query.against,
+                        query.decode);
+        }
+        if (options->paths) {
+          for (const auto& hit : result.hits) std::cout << hit.path << "\n";
+          return kExitOk;
+        }
+        if (options->json) {
+          nlohmann::json j;
+          j["model"] = encoder->manifest().name;
+          j["model_id"] = result.model_id;
+          j["scope"] = query.scope.string();
+          j["against"] = to_string(query.against);
+          j["searched"] = result.searched;
+          j["terms"] = nlohmann::json::array();
+          for (const auto& term : terms) {
+            j["terms"].push_back({{"kind", term.kind == QueryTerm::Kind::kText ? "text" : "image"},
+                                  {"value", term.value},
+                                  {"weight", term.weight}});
+          }
+          j["results"] = nlohmann::json::array();
+          for (const auto& hit : result.hits) {
+            nlohmann::json h = {{"rank", hit.rank},
+                                {"score", hit.score},
+                                {"path", hit.path},
+                                {"caption", hit.caption},
+                                {"category", hit.category}};
+            if (!hit.caption_en.empty()) h["caption_en"] = hit.caption_en;
+            if (hit.itm_score) h["itm"] = *hit.itm_score;
+            if (hit.itc_score) h["itc"] = *hit.itc_score;
+            j["results"].push_back(h);
+          }
+          std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+          return kExitOk;
+        }
+        if (result.hits.empty()) {
+          std::printf("No results (searched %lld items).\n",
+                      static_cast<long long>(result.searched));
+          return kExitOk;
+        }
+        std::printf("%-4s %-7s %-40s %-12s %s\n", "RANK", "SCORE", "PATH", "CATEGORY", "CAPTION");
+        for (const auto& hit : result.hits) {
+          const std::string caption = hit.caption_en.empty() ? hit.caption : hit.caption_en;
+          std::printf("%-4d %-7.4f %-40s %-12s %s\n", hit.rank, hit.score,
+                      one_line(display_path(hit.path), 40).c_str(),
+                      one_line(hit.category, 12).c_str(), one_line(caption, 70).c_str());
+        }
+        return kExitOk;
+      }};
 }
 
 }  // namespace mmsearch::cli

@@ -15,13 +15,11 @@ namespace fs = std::filesystem;
 namespace mmsearch::cli {
 
 // In cmd_query.cpp: Error(kIndex) saying what to run when nothing under scope is indexed.
-void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
-                           const fs::path& scope);
-
 namespace {
 
-std::string item_label(const VectorOwner& owner) {
-  std::string label = fs::path(owner.path).filename().string();
+// Labels are paths relative to the scope, so that red/0.png and blue/0.png stay apart.
+std::string item_label(const VectorOwner& owner, const fs::path& scope) {
+  std::string label = fs::path(owner.path).lexically_relative(scope).string();
   if (owner.caption_index > 0) label += " #" + std::to_string(owner.caption_index + 1);
   return label;
 }
@@ -76,11 +74,11 @@ SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest
   matrix.model = manifest.name;
   matrix.kind = kind;
   for (const auto& owner : rows.owners) {
-    matrix.row_labels.push_back(item_label(owner));
+    matrix.row_labels.push_back(item_label(owner, scope));
     matrix.row_categories.push_back(owner.category);
   }
   for (const auto& owner : cols.owners) {
-    matrix.col_labels.push_back(item_label(owner));
+    matrix.col_labels.push_back(item_label(owner, scope));
     matrix.col_categories.push_back(owner.category);
   }
   if (rule == ScoreRule::kMeanOfQueries) {
@@ -134,8 +132,9 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
             scope = fs::absolute(scope);
             const fs::path index_path = default_index_path();
             if (!fs::exists(index_path, ec)) {
-              throw Error(ErrorKind::kIndex, "nothing has been indexed yet; run: mmsearch index "
-                                             "DIR");
+              throw Error(ErrorKind::kIndex,
+                          "nothing has been indexed yet; run: mmsearch index "
+                          "DIR");
             }
             const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
             if (options->model.empty()) require_indexed_scope(global, store, scope);

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
+#include "mmsearch/query.h"
 
 namespace fs = std::filesystem;
 
@@ -56,6 +57,18 @@ std::string model_for_scope(const GlobalOptions& global, const std::string& expl
     }
   }
   return default_model_name(global);
+}
+
+void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
+                           const fs::path& scope) {
+  if (!store.models_in_scope(scope).empty()) return;
+  // Say "not indexed, run ..." rather than failing to pick a default model first.
+  std::string model = "MODEL";
+  try {
+    model = default_model_name(global);
+  } catch (const Error&) {
+  }
+  throw_scope_not_indexed(store, normalize_index_path(scope), model);
 }
 
 std::string display_path(const std::string& absolute) {

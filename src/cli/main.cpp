@@ -57,9 +57,10 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
 
   std::vector<Command> commands = {
-      register_models(app, global), register_tokenize(app, global), register_embed(app, global),
-      register_index(app, global),  register_query(app, global),    register_simmatrix(app, global),
-      register_eval(app, global),
+      register_models(app, global), register_tokenize(app, global),
+      register_embed(app, global),  register_index(app, global),
+      register_query(app, global),  register_simmatrix(app, global),
+      register_eval(app, global),   register_translate(app, global),
   };
 
   try {
