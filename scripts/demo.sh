@@ -21,7 +21,7 @@ rm -rf "$MMSEARCH_HOME"
 DISHES="$ROOT/data/dishes"
 if [[ ! -f "$DISHES/captions.csv" ]]; then
   echo "demo: generating the 68 demo dishes into $DISHES" >&2
-  "$PY" scripts/make_dishes.py --out "$DISHES" --count 68 --seed 68 --split demo >&2
+  "$PY" scripts/make_dishes.py --out "$DISHES" --count 68 --seed 68 >&2
 fi
 
 MODELS_ARGS=()

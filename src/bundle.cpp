@@ -264,7 +264,14 @@ std::vector<fs::path> model_search_path(const std::string& cli_models_dir) {
     candidates.emplace_back(env);
   }
   candidates.emplace_back("models");
+  // Next to the running binary (a relocated install), the configured install prefix, and
+  // last the source tree the binary was built from, so that build/mmsearch finds the bundled
+  // default model from any folder.
+  std::error_code exe_ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", exe_ec);
+  if (!exe_ec) candidates.push_back(exe.parent_path().parent_path() / "share/mmsearch/models");
   candidates.emplace_back(MMSEARCH_INSTALL_MODELS_DIR);
+  candidates.emplace_back(MMSEARCH_SOURCE_MODELS_DIR);
   std::vector<fs::path> existing;
   std::set<fs::path> seen;
   for (const auto& candidate : candidates) {

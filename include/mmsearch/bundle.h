@@ -96,8 +96,9 @@ class Bundle {
   std::string identity_;
 };
 
-// Folders searched for bundles, in order: --models DIR, $MMSEARCH_MODELS, ./models, then the
-// install prefix's share/mmsearch/models. Missing folders are kept out.
+// Folders searched for bundles, in order: --models DIR, $MMSEARCH_MODELS, ./models, then
+// share/mmsearch/models beside the binary and under the install prefix, then the models/ folder
+// of the source tree the binary was built from. Missing folders are kept out.
 std::vector<std::filesystem::path> model_search_path(const std::string& cli_models_dir);
 
 // A bundle folder as found on the search path, valid or not.
