@@ -273,6 +273,20 @@ CREATE TABLE vectors (
 );
 )sql";
 
+// Translation cache (issue 6): English text per (translator, source text). Keyed by the
+// translator's id (bundle name + weights hash), so another translator never reuses entries.
+// Not referenced by files: entries outlive the captions that needed them, which is what lets
+// a re-index after a caption edit-and-revert, or a second folder with the same captions, skip
+// the translator. Rows are small (two short strings); nothing prunes them.
+constexpr const char* kTranslationsTable = R"sql(
+CREATE TABLE IF NOT EXISTS translations (
+  translator_id TEXT NOT NULL,
+  text          TEXT NOT NULL,
+  translation   TEXT NOT NULL,
+  PRIMARY KEY (translator_id, text)
+) WITHOUT ROWID;
+)sql";
+
 class Statement {
  public:
   Statement(sqlite3* db, const char* sql, const std::string& where) : db_(db), where_(where) {
@@ -366,6 +380,7 @@ struct IndexStore::Impl {
   fs::path path;
   sqlite3* db = nullptr;
   bool read_only = false;
+  bool has_translations = false;  // the translation cache table exists
   std::map<std::string, std::int64_t> model_rows;  // model id -> models.id, cached
 
   std::string where(const std::string& what) const {
@@ -498,7 +513,9 @@ struct IndexStore::Impl {
         exec(version_sql.c_str(), "create schema");
         exec(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str(),
              "create schema");
+        exec(kTranslationsTable, "create schema");
       });
+      has_translations = true;
       return;
     }
     std::int64_t version = 0;
@@ -519,6 +536,24 @@ struct IndexStore::Impl {
                   "index " + path.string() + " has no valid schema version; it is corrupt");
     }
     // Migrations from older versions go here, one transaction each, when version 2 exists.
+    ensure_translations_table();
+  }
+
+  // The translation cache (issue 6) is an optional table of schema version 1: stores made
+  // before it simply lack it. Read-write opens add it (idempotent, so concurrent openers are
+  // fine); read-only opens never write, and their lookups just miss when it is absent.
+  // Checking first keeps a read-write open of an up-to-date store from taking the write lock.
+  void ensure_translations_table() {
+    {
+      Statement q(db,
+                  "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                  "name = 'translations'",
+                  where("open"));
+      has_translations = q.step() && q.int64(0) > 0;
+    }
+    if (has_translations || read_only) return;
+    exec(kTranslationsTable, "create translation cache");
+    has_translations = true;
   }
 };
 
@@ -855,6 +890,41 @@ std::vector<ModelUsage> IndexStore::models_in_scope(const std::filesystem::path&
   std::vector<ModelUsage> usage;
   while (q.step()) usage.push_back({q.text(0), q.int64(1)});
   return usage;
+}
+
+std::unordered_map<std::string, std::string> IndexStore::find_translations(
+    const std::string& translator_id, const std::vector<std::string>& texts) const {
+  std::unordered_map<std::string, std::string> found;
+  const Impl& s = *impl_;
+  if (!s.has_translations || texts.empty()) return found;
+  Statement q(s.db,
+              "SELECT translation FROM translations WHERE translator_id = ?1 AND text = ?2",
+              s.where("translation lookup"));
+  for (const std::string& text : texts) {
+    if (found.count(text)) continue;
+    q.bind(1, translator_id).bind(2, text);
+    if (q.step()) found.emplace(text, q.text(0));
+    q.reset();
+  }
+  return found;
+}
+
+void IndexStore::put_translations(const std::string& translator_id,
+                                  const std::vector<std::pair<std::string, std::string>>& pairs) {
+  if (pairs.empty()) return;
+  if (translator_id.empty()) {
+    throw Error(ErrorKind::kUsage, impl_->where("store translations") + ": empty translator id");
+  }
+  Impl& s = *impl_;
+  s.write_transaction("store translations", [&] {
+    Statement put(s.db,
+                  "INSERT OR REPLACE INTO translations (translator_id, text, translation) "
+                  "VALUES (?1, ?2, ?3)",
+                  s.where("store translations"));
+    for (const auto& [text, translation] : pairs) {
+      put.bind(1, translator_id).bind(2, text).bind(3, translation).run();
+    }
+  });
 }
 
 std::vector<std::string> IndexStore::models() const {

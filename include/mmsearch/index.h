@@ -35,6 +35,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "mmsearch/search.h"
@@ -222,6 +223,24 @@ class IndexStore {
 
   // Every model id known to the store.
   std::vector<std::string> models() const;
+
+  // --- translation cache (issue 6) ---
+  //
+  // English translations of caption / query texts, keyed by (translator id, source text); the
+  // translator id names the translation model and its weights (e.g.
+  // "opus-mt-it-en@<sha256 of decoder.pt>"), so another model never reuses an entry. The table
+  // `translations` is created on read-write open (CREATE TABLE IF NOT EXISTS: a store of
+  // schema version 1 made before it stays version 1 and readable by older builds). A read-only
+  // open of a store without the table does not fail: lookups then find nothing.
+
+  // The cached translations of `texts` under `translator_id` (source text -> translation);
+  // texts with no entry are absent from the map. Duplicates in `texts` are looked up once.
+  std::unordered_map<std::string, std::string> find_translations(
+      const std::string& translator_id, const std::vector<std::string>& texts) const;
+  // Stores (source text, translation) pairs, replacing existing entries, in one transaction.
+  // Throws Error(kUsage) for an empty translator id, Error(kUsage) on a read-only store.
+  void put_translations(const std::string& translator_id,
+                        const std::vector<std::pair<std::string, std::string>>& pairs);
 
   // PRAGMA integrity_check: "ok" or SQLite's list of problems.
   std::string integrity_check() const;

@@ -423,3 +423,75 @@ TEST(IndexStore, SurvivesSigkillDuringWrites) {
               << files_per_batch.size() << " present\n";
   }
 }
+
+TEST(IndexStore, TranslationCacheRoundTripsPerTranslator) {
+  const fs::path dir = fresh_dir("translations");
+  IndexStore store(dir / "index.sqlite3");
+  EXPECT_TRUE(store.find_translations("mt@1", {"ciao"}).empty());
+  store.put_translations("mt@1", {{"ciao", "hello"}, {"lasagne al ragù", "lasagna with ragù"}});
+  store.put_translations("mt@2", {{"ciao", "hi"}});
+
+  const auto found = store.find_translations("mt@1", {"ciao", "ciao", "assente", "lasagne al ragù"});
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found.at("ciao"), "hello");
+  EXPECT_EQ(found.at("lasagne al ragù"), "lasagna with ragù");
+  EXPECT_EQ(store.find_translations("mt@2", {"ciao"}).at("ciao"), "hi");  // per translator
+  EXPECT_TRUE(store.find_translations("mt@3", {"ciao"}).empty());
+
+  // Replacing an entry, an empty translation, and an empty batch.
+  store.put_translations("mt@1", {{"ciao", "hello!"}, {"   ", ""}});
+  store.put_translations("mt@1", {});
+  EXPECT_EQ(store.find_translations("mt@1", {"ciao"}).at("ciao"), "hello!");
+  EXPECT_EQ(store.find_translations("mt@1", {"   "}).at("   "), "");
+  EXPECT_THROW(store.put_translations("", {{"a", "b"}}), Error);
+
+  // Persistent, readable read-only; writing read-only is refused.
+  {
+    const IndexStore reader(dir / "index.sqlite3", IndexStore::Mode::kReadOnly);
+    EXPECT_EQ(reader.find_translations("mt@1", {"ciao"}).at("ciao"), "hello!");
+  }
+  IndexStore reader(dir / "index.sqlite3", IndexStore::Mode::kReadOnly);
+  EXPECT_THROW(reader.put_translations("mt@1", {{"a", "b"}}), Error);
+  EXPECT_EQ(store.integrity_check(), "ok");
+}
+
+TEST(IndexStore, TranslationCacheIsAddedToOlderStoresWithoutAVersionChange) {
+  const fs::path dir = fresh_dir("translations_old");
+  {
+    IndexStore store(dir / "index.sqlite3");
+    store.upsert_batch("m", {make_file("/p/a.jpg", 1.0f)});
+  }
+  // A store written before the cache existed: the same schema version 1, no table.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "index.sqlite3").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE translations", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    // Read-only: no failure, lookups miss, nothing is created.
+    const IndexStore reader(dir / "index.sqlite3", IndexStore::Mode::kReadOnly);
+    EXPECT_TRUE(reader.find_translations("mt@1", {"ciao"}).empty());
+    EXPECT_EQ(reader.list_files("m", "/p").size(), 1u);
+  }
+  {
+    IndexStore store(dir / "index.sqlite3");  // read-write: the table is added
+    EXPECT_TRUE(store.find_translations("mt@1", {"ciao"}).empty());
+    store.put_translations("mt@1", {{"ciao", "hello"}});
+    EXPECT_EQ(store.list_files("m", "/p").size(), 1u);
+  }
+  {
+    IndexStore again(dir / "index.sqlite3");  // idempotent
+    EXPECT_EQ(again.find_translations("mt@1", {"ciao"}).at("ciao"), "hello");
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "index.sqlite3").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &q,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), "1");
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
