@@ -10,6 +10,7 @@
 
 #include "mmsearch/error.h"
 #include "mmsearch/hash.h"
+#include "mmsearch/translate.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -60,6 +61,21 @@ std::string read_text_file(const fs::path& path) {
   std::ostringstream content;
   content << in.rdbuf();
   return content.str();
+}
+
+// The manifest's "family", read without validating anything else ("" when unreadable).
+std::string peek_family(const fs::path& dir) {
+  try {
+    const json j = json::parse(read_text_file(dir / kManifestFileName));
+    return j.value("family", std::string());
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::map<std::string, std::string> manifest_files(const fs::path& dir) {
+  const json j = json::parse(read_text_file(dir / kManifestFileName));
+  return j.value("files", std::map<std::string, std::string>());
 }
 
 }  // namespace
@@ -206,6 +222,11 @@ Bundle Bundle::open(const fs::path& dir) {
 }
 
 void Bundle::verify_files(const fs::path& cache_file) const {
+  verify_bundle_files(dir_, manifest_.files, cache_file);
+}
+
+void verify_bundle_files(const fs::path& dir_, const std::map<std::string, std::string>& files,
+                         const fs::path& cache_file) {
   json cache = json::object();
   if (!cache_file.empty()) {
     std::ifstream in(cache_file);
@@ -219,7 +240,7 @@ void Bundle::verify_files(const fs::path& cache_file) const {
     if (!cache.is_object()) cache = json::object();
   }
   bool cache_changed = false;
-  for (const auto& [file, expected] : manifest_.files) {
+  for (const auto& [file, expected] : files) {
     const fs::path path = dir_ / file;
     std::error_code ec;
     const auto size = fs::file_size(path, ec);
@@ -304,10 +325,19 @@ std::vector<BundleListing> discover_bundles(const std::vector<fs::path>& search_
       listing.name = folder.filename().string();
       listing.dir = folder;
       try {
-        Bundle bundle = Bundle::open(folder);
-        if (verify_hashes) bundle.verify_files(verify_cache);
-        listing.name = bundle.manifest().name;
-        listing.bundle = std::move(bundle);
+        listing.family = peek_family(folder);
+        if (listing.family == "marian") {
+          const TranslatorManifest manifest = read_translator_manifest(folder);
+          listing.name = manifest.name;
+          if (verify_hashes) verify_bundle_files(folder, manifest_files(folder), verify_cache);
+          listing.valid_translator = true;
+          listing.translator_languages = manifest.source_lang + "->" + manifest.target_lang;
+        } else {
+          Bundle bundle = Bundle::open(folder);
+          if (verify_hashes) bundle.verify_files(verify_cache);
+          listing.name = bundle.manifest().name;
+          listing.bundle = std::move(bundle);
+        }
       } catch (const Error& e) {
         listing.invalid_reason = e.what();
       }

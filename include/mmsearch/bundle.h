@@ -101,12 +101,24 @@ class Bundle {
 // of the source tree the binary was built from. Missing folders are kept out.
 std::vector<std::filesystem::path> model_search_path(const std::string& cli_models_dir);
 
-// A bundle folder as found on the search path, valid or not.
+// Checks every file of `files` (name -> sha256) in `dir`, caching results per (path, size,
+// mtime) in `cache_file` when non-empty. Throws Error(kModel) naming the first bad file.
+void verify_bundle_files(const std::filesystem::path& dir,
+                         const std::map<std::string, std::string>& files,
+                         const std::filesystem::path& cache_file = {});
+
+// A bundle folder as found on the search path, valid or not. Vision-language bundles (blip,
+// blip2) open as a Bundle; translation bundles (family "marian", see translate.h) are only
+// validated here.
 struct BundleListing {
   std::string name;
   std::filesystem::path dir;
-  std::optional<Bundle> bundle;  // set when valid
-  std::string invalid_reason;    // set when not
+  std::string family;            // as the manifest says; empty when unreadable
+  std::optional<Bundle> bundle;  // a valid vision-language bundle
+  bool valid_translator = false;
+  std::string translator_languages;  // e.g. "it->en"
+  std::string invalid_reason;        // set when not valid
+  bool valid() const { return bundle.has_value() || valid_translator; }
 };
 
 // Every folder holding a mmsearch.json under the search path; a name found twice keeps the

@@ -54,7 +54,7 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
               nlohmann::json row;
               row["name"] = listing.name;
               row["path"] = listing.dir.string();
-              row["valid"] = listing.bundle.has_value();
+              row["valid"] = listing.valid();
               row["default"] = listing.name == default_name;
               if (listing.bundle) {
                 const Manifest& m = listing.bundle->manifest();
@@ -69,7 +69,18 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
                 row["source"] = m.source_kind;
                 row["size_bytes"] = listing.bundle->size_on_disk();
                 row["description"] = m.description;
+              } else if (listing.valid_translator) {
+                row["family"] = "marian";
+                row["kind"] = "translation";
+                row["languages"] = listing.translator_languages;
+                std::uintmax_t size = 0;
+                std::error_code ec;
+                for (const auto& entry : std::filesystem::directory_iterator(listing.dir, ec)) {
+                  if (entry.is_regular_file(ec)) size += entry.file_size(ec);
+                }
+                row["size_bytes"] = size;
               } else {
+                row["family"] = listing.family;
                 row["reason"] = listing.invalid_reason;
               }
               rows.push_back(row);
@@ -91,7 +102,12 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
             for (const auto& row : rows) {
               const std::string name =
                   row["name"].get<std::string>() + (row["default"].get<bool>() ? " *" : "");
-              if (row["valid"].get<bool>()) {
+              if (row["valid"].get<bool>() && row.contains("languages")) {
+                std::printf("%-18s %-6s %-14s %5s %5s %5s %9s  %-7s %s\n", name.c_str(), "marian",
+                            ("translate " + row["languages"].get<std::string>()).c_str(), "-", "-",
+                            "-", human_size(row["size_bytes"].get<std::uintmax_t>()).c_str(), "ok",
+                            row["path"].get<std::string>().c_str());
+              } else if (row["valid"].get<bool>()) {
                 std::printf("%-18s %-6s %-14s %5d %5d %5d %9s  %-7s %s\n", name.c_str(),
                             row["family"].get<std::string>().c_str(),
                             row["vision_encoder"].get<std::string>().c_str(),
