@@ -31,5 +31,6 @@ if [[ "${1:-}" == "--no-build" ]]; then exit 0; fi
 
 BUILD_DIR="${MMSEARCH_BUILD_DIR:-$ROOT/build}"
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
-cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
+# Only the binary (and its sentencepiece shim): the tests are built by scripts/test.sh.
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target mmsearch mmsearch_spm >&2
 echo "setup: built $BUILD_DIR/mmsearch" >&2
