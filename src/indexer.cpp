@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <future>
 #include <set>
@@ -52,6 +53,7 @@ struct Job {
   fs::path path;
   FileState state;
   CaptionInfo info;
+  std::vector<std::string> english;  // per caption: text_en to store ("" without translation)
   std::optional<IndexedFile> reuse;  // a stored record with the same content
   bool needs_model = true;           // false when every vector can be reused
 };
@@ -61,12 +63,23 @@ struct Prepared {
   std::string error;
 };
 
-bool same_captions(const std::vector<Caption>& stored, const CaptionInfo& info) {
-  if (stored.size() != info.captions.size()) return false;
+bool same_captions(const std::vector<Caption>& stored, const Job& job) {
+  if (stored.size() != job.info.captions.size()) return false;
   for (std::size_t i = 0; i < stored.size(); ++i) {
-    if (stored[i].text != info.captions[i]) return false;
+    if (stored[i].text != job.info.captions[i] || stored[i].text_en != job.english[i]) {
+      return false;
+    }
   }
   return true;
+}
+
+bool is_blank(const std::string& text) {
+  return std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+// The text the model embeds for caption c: its English translation when there is one.
+const std::string& embed_text(const Job& job, std::size_t c) {
+  return job.english[c].empty() ? job.info.captions[c] : job.english[c];
 }
 
 const StoredVectors* find_vectors(const IndexedFile& file, VectorKind kind, int caption_index) {
@@ -82,7 +95,9 @@ const StoredVectors* find_vectors(const IndexedFile& file, VectorKind kind, int 
 bool reuse_record(const Job& job, IndexedFile& out) {
   out.state = job.state;
   out.category = job.info.category;
-  for (const auto& text : job.info.captions) out.captions.push_back({text, ""});
+  for (std::size_t c = 0; c < job.info.captions.size(); ++c) {
+    out.captions.push_back({job.info.captions[c], job.english[c]});
+  }
   const IndexedFile& old = *job.reuse;
   for (const auto& v : old.vectors) {
     if (!is_caption_kind(v.kind)) out.vectors.push_back(v);
@@ -90,7 +105,10 @@ bool reuse_record(const Job& job, IndexedFile& out) {
   for (std::size_t c = 0; c < job.info.captions.size(); ++c) {
     int old_index = -1;
     for (std::size_t o = 0; o < old.captions.size(); ++o) {
-      if (old.captions[o].text == job.info.captions[c]) old_index = static_cast<int>(o);
+      if (old.captions[o].text == job.info.captions[c] &&
+          old.captions[o].text_en == job.english[c]) {
+        old_index = static_cast<int>(o);
+      }
     }
     if (old_index < 0) return false;
     for (VectorKind kind : {VectorKind::kTextProj, VectorKind::kMultimodal}) {
@@ -202,6 +220,55 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   const std::vector<fs::path> images = find_images(root, options.include_hidden, summary.warnings);
   summary.found = static_cast<std::int64_t>(images.size());
 
+  // Captions of every image first, so that translation (when asked) happens once, before
+  // anything is written.
+  std::vector<CaptionInfo> infos(images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    try {
+      infos[i] = captions_for(table, root, images[i]);
+    } catch (const Error& e) {
+      // An unreadable sidecar: the image is indexed without captions, but keeps the category
+      // its folder gives it.
+      summary.warnings.push_back(e.what());
+      infos[i] = CaptionInfo{};
+      infos[i].category = first_subfolder(root, images[i]);
+    }
+  }
+  std::unordered_map<std::string, std::string> english;  // caption -> English text
+  if (options.translate) {
+    if (options.translator_id.empty()) {
+      throw Error(ErrorKind::kUsage, "index: a translation hook needs a translator id");
+    }
+    std::vector<std::string> wanted;
+    std::unordered_set<std::string> seen;
+    for (const auto& info : infos) {
+      for (const auto& caption : info.captions) {
+        if (!is_blank(caption) && seen.insert(caption).second) wanted.push_back(caption);
+      }
+    }
+    english = store.find_translations(options.translator_id, wanted);
+    summary.translations_cached = static_cast<std::int64_t>(english.size());
+    std::vector<std::string> missing;
+    for (const auto& caption : wanted) {
+      if (!english.count(caption)) missing.push_back(caption);
+    }
+    if (!missing.empty()) {
+      const std::vector<std::string> translated = options.translate(missing);
+      if (translated.size() != missing.size()) {
+        throw Error(ErrorKind::kInternal, "index: the translator returned " +
+                                              std::to_string(translated.size()) +
+                                              " texts for " + std::to_string(missing.size()));
+      }
+      std::vector<std::pair<std::string, std::string>> pairs;
+      for (std::size_t i = 0; i < missing.size(); ++i) {
+        pairs.emplace_back(missing[i], translated[i]);
+        english[missing[i]] = translated[i];
+      }
+      store.put_translations(options.translator_id, pairs);
+      summary.translated = static_cast<std::int64_t>(missing.size());
+    }
+  }
+
   // Files that vanished leave the index first, so a rename below can still reuse the vectors
   // stored under the content hash (find_by_content_hash looks at any path of the model).
   std::unordered_map<std::string, FileListing> stored;
@@ -244,7 +311,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   std::vector<Job> duplicates;
   std::unordered_set<std::string> pending_content;  // hash/size of the jobs to embed
   std::vector<IndexedFile> reused;
-  for (const auto& image : images) {
+  for (std::size_t image_index = 0; image_index < images.size(); ++image_index) {
+    const fs::path& image = images[image_index];
     Job job;
     job.path = image;
     job.state.path = normalize_index_path(image);
@@ -254,19 +322,15 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
       continue;
     }
     job.state.mtime_ns = mtime_ns(image, ec);
-    try {
-      job.info = captions_for(table, root, image);
-    } catch (const Error& e) {
-      // An unreadable sidecar: the image is indexed without captions, but keeps the category
-      // its folder gives it.
-      summary.warnings.push_back(e.what());
-      job.info = CaptionInfo{};
-      job.info.category = first_subfolder(root, image);
+    job.info = std::move(infos[image_index]);
+    for (const auto& caption : job.info.captions) {
+      const auto it = english.find(caption);
+      job.english.push_back(it == english.end() ? std::string() : it->second);
     }
     auto it = stored.find(job.state.path);
     const bool same_stat = it != stored.end() && it->second.state.size == job.state.size &&
                            it->second.state.mtime_ns == job.state.mtime_ns;
-    if (same_stat && same_captions(it->second.captions, job.info) &&
+    if (same_stat && same_captions(it->second.captions, job) &&
         it->second.category == job.info.category) {
       ++summary.unchanged;
       ++progress.done;
@@ -355,7 +419,7 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
       std::vector<int> text_index;           // caption index within its file
       for (std::size_t j = 0; j < ok_jobs.size(); ++j) {
         for (std::size_t c = 0; c < ok_jobs[j]->info.captions.size(); ++c) {
-          texts.push_back(ok_jobs[j]->info.captions[c]);
+          texts.push_back(embed_text(*ok_jobs[j], c));
           text_owner.push_back(static_cast<std::int64_t>(j));
           text_index.push_back(static_cast<int>(c));
         }
@@ -374,8 +438,9 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
         IndexedFile& record = records[j];
         record.state = ok_jobs[j]->state;
         record.category = ok_jobs[j]->info.category;
-        for (const auto& caption : ok_jobs[j]->info.captions)
-          record.captions.push_back({caption, ""});
+        for (std::size_t c = 0; c < ok_jobs[j]->info.captions.size(); ++c) {
+          record.captions.push_back({ok_jobs[j]->info.captions[c], ok_jobs[j]->english[c]});
+        }
         const int row = static_cast<int>(j);
         record.vectors.push_back(image_proj_vectors(manifest, image.image_embeds_proj, row));
         record.vectors.push_back(

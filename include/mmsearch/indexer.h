@@ -8,6 +8,21 @@
 // Crash safety: files are written in batches, each one SQLite transaction (see index.h), so a
 // kill at any moment keeps every batch committed before it and a rerun resumes.
 //
+// Translation (issue 6): with IndexOptions::translate set, every caption is embedded in English.
+// The English text comes from the store's translation cache (keyed by translator_id and the
+// caption text); the misses of a run are deduplicated and translated in one call before
+// anything is written, and stored in the cache, so a re-index never translates again. The
+// store keeps Caption{text = original, text_en = English}. Blank captions stay blank (no
+// translation). A translator failure throws before the index is touched.
+//
+// Change of translator: a file is unchanged only when its stored captions match the wanted ones
+// in both text and text_en, where the wanted text_en is the current translator's output
+// (empty without --translate). So adding, dropping or switching the translator re-embeds
+// the files whose captions' English text changes, and a translator that gives the same English
+// leaves them as they are: the vectors depend only on the text that was embedded. (Content-hash
+// reuse also requires equal text_en, so such a file runs through the model again; that costs
+// one embedding per file, once per translator change.)
+//
 // Concurrency: decoding and preprocessing of the next batch run on worker threads while the
 // model embeds the current one.
 #pragma once
@@ -38,6 +53,14 @@ struct IndexOptions {
   std::function<void(const IndexProgress&)> on_progress;  // called from the indexing thread
   // Called for every file that fails (path, reason), as it happens, so the CLI can log it.
   std::function<void(const std::string&, const std::string&)> on_failure;
+  // Optional caption translation (see above): one English string per input, same order. Called
+  // at most once per run, with the distinct non-blank captions missing from the cache; may
+  // throw (e.g. Error(kModel) when the translation model can't be loaded), which aborts the
+  // run before anything is written.
+  std::function<std::vector<std::string>(const std::vector<std::string>&)> translate;
+  // Names the translation model and its weights for the cache (e.g. "opus-mt-it-en@<sha256>");
+  // required when `translate` is set.
+  std::string translator_id;
 };
 
 struct IndexFailure {
@@ -54,6 +77,8 @@ struct IndexSummary {
   std::int64_t unchanged = 0;  // left as they were
   std::int64_t removed = 0;    // gone from disk, removed from the index
   std::int64_t failed = 0;
+  std::int64_t translated = 0;           // distinct captions translated by the model this run
+  std::int64_t translations_cached = 0;  // distinct captions whose translation was cached
   std::vector<IndexFailure> failures;
   std::vector<std::string> warnings;  // captions-file rows skipped, unreadable folders...
   double seconds = 0;

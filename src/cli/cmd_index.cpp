@@ -9,6 +9,7 @@
 #include "mmsearch/index.h"
 #include "mmsearch/indexer.h"
 #include "progress.h"
+#include "translation_hook.h"
 
 namespace mmsearch::cli {
 
@@ -22,6 +23,8 @@ nlohmann::json summary_json(const IndexSummary& summary) {
   j["unchanged"] = summary.unchanged;
   j["removed"] = summary.removed;
   j["failed"] = summary.failed;
+  j["translated"] = summary.translated;
+  j["translations_cached"] = summary.translations_cached;
   j["seconds"] = summary.seconds;
   j["failures"] = nlohmann::json::array();
   for (const auto& f : summary.failures)
@@ -36,10 +39,13 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
       "Captions (optional): DIR/captions.csv, captions.tsv or captions.jsonl with columns\n"
       "file, caption[, category], or a sidecar x.txt next to x.jpg. The category defaults to\n"
       "the first sub-folder under DIR. Re-running only embeds what changed.\n"
+      "With --translate LANG, captions are translated to English (offline, opus-mt-LANG-en)\n"
+      "and embedded in English; both texts are stored and translations are cached.\n"
       "Examples:\n"
       "  mmsearch index ./dishes\n"
       "  mmsearch index ~/Pictures --model blip2-vitL --batch-size 8\n"
-      "  mmsearch index ./dishes --json | jq .failures");
+      "  mmsearch index ./dishes --json | jq .failures\n"
+      "  mmsearch index ./ricette --translate it");
   struct Options {
     std::string dir;
     std::string model;
@@ -49,6 +55,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     bool json = false;
     bool no_exif = false;
     std::int64_t max_pixels = DecodeOptions{}.max_pixels;
+    TranslationRequest translation;
   };
   auto options = std::make_shared<Options>();
   app->add_option("dir", options->dir, "Folder to index (recursively)")->required();
@@ -62,8 +69,15 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--json", options->json, "Print the summary as JSON");
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
   app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
+  add_translation_options(app, options->translation, "captions");
 
   return {app, [&global, options]() {
+            // The translator is located (and its id read) up front, so a missing bundle fails
+            // before any work; its model is only loaded when some caption is not cached.
+            std::shared_ptr<LazyTranslator> translator;
+            if (options->translation.enabled()) {
+              translator = std::make_shared<LazyTranslator>(global, options->translation);
+            }
             auto encoder = open_encoder(global, options->model);
             IndexStore store(default_index_path());
             IndexOptions index_options;
@@ -72,6 +86,14 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             index_options.decode_workers = options->decode_workers;
             index_options.decode.apply_exif_orientation = !options->no_exif;
             index_options.decode.max_pixels = options->max_pixels;
+            if (translator) {
+              index_options.translator_id = translator->id();
+              index_options.translate = [translator](const std::vector<std::string>& texts) {
+                spdlog::info("translating {} caption{} with {}", texts.size(),
+                             texts.size() == 1 ? "" : "s", translator->name());
+                return (*translator)(texts);
+              };
+            }
             Progress progress("indexing", !global.quiet);
             index_options.on_progress = [&](const IndexProgress& p) {
               progress.update(p.done, p.total, p.embedded);
@@ -94,6 +116,12 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
                   static_cast<long long>(summary.reused), static_cast<long long>(summary.unchanged),
                   static_cast<long long>(summary.removed), static_cast<long long>(summary.failed),
                   summary.seconds);
+              if (translator) {
+                std::printf("translated %lld caption%s with %s (%lld from the cache)\n",
+                            static_cast<long long>(summary.translated),
+                            summary.translated == 1 ? "" : "s", translator->name().c_str(),
+                            static_cast<long long>(summary.translations_cached));
+              }
               for (const auto& f : summary.failures) {
                 std::printf("failed: %s\n", f.reason.c_str());
               }

@@ -1,6 +1,8 @@
 // `mmsearch query`: text, image and combined searches over an indexed scope.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "mmsearch/index.h"
 #include "mmsearch/query.h"
 #include "mmsearch/simmatrix.h"
+#include "translation_hook.h"
 
 namespace fs = std::filesystem;
 
@@ -28,7 +31,62 @@ std::string one_line(std::string text, std::size_t width) {
   return text.substr(0, cut) + "...";
 }
 
+// A result's caption as shown: "English (original)" when it was translated.
+std::string shown_caption(const QueryHit& hit) {
+  if (hit.caption_en.empty() || hit.caption_en == hit.caption) return hit.caption;
+  return hit.caption_en + " (" + hit.caption + ")";
+}
+
+// Translates the text terms in place (cache first; misses with the translator, then cached
+// best-effort: a query never fails because the store is busy). Returns each term's original
+// text, "" for terms left as they were.
+std::vector<std::string> translate_terms(std::vector<QueryTerm>& terms, LazyTranslator& translator,
+                                         const IndexStore& store) {
+  std::vector<std::string> wanted;
+  for (const auto& term : terms) {
+    const bool blank = std::all_of(term.value.begin(), term.value.end(),
+                                   [](unsigned char c) { return std::isspace(c); });
+    if (term.kind == QueryTerm::Kind::kText && !blank &&
+        std::find(wanted.begin(), wanted.end(), term.value) == wanted.end()) {
+      wanted.push_back(term.value);
+    }
+  }
+  auto english = store.find_translations(translator.id(), wanted);
+  std::vector<std::string> missing;
+  for (const auto& text : wanted) {
+    if (!english.count(text)) missing.push_back(text);
+  }
+  if (!missing.empty()) {
+    const std::vector<std::string> translated = translator(missing);
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (std::size_t i = 0; i < missing.size() && i < translated.size(); ++i) {
+      english[missing[i]] = translated[i];
+      pairs.emplace_back(missing[i], translated[i]);
+    }
+    try {
+      IndexStore writer(store.path(), IndexStore::Mode::kReadWrite, 200);
+      writer.put_translations(translator.id(), pairs);
+    } catch (const Error& e) {
+      spdlog::debug("query translations not cached: {}", e.what());
+    }
+  }
+  std::vector<std::string> originals(terms.size());
+  for (std::size_t i = 0; i < terms.size(); ++i) {
+    if (terms[i].kind != QueryTerm::Kind::kText) continue;
+    const auto it = english.find(terms[i].value);
+    if (it == english.end()) continue;
+    const bool cached = std::find(missing.begin(), missing.end(), it->first) == missing.end();
+    spdlog::info("translated query{}: {} → {}", cached ? " (cached)" : "", terms[i].value,
+                 it->second);
+    if (it->second.empty()) continue;  // nothing came out: search the original
+    originals[i] = terms[i].value;
+    terms[i].value = it->second;
+  }
+  return originals;
+}
+
 void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
+                   const std::vector<std::string>& originals,
                    const QueryResult& result, const std::string& model, Against against,
                    const DecodeOptions& decode) {
   std::vector<MontageQueryTerm> query;
@@ -39,6 +97,8 @@ void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
       q.image = decode_image(term.value, decode);
     } else {
       q.text = term.value;
+      const std::string& original = originals[&term - terms.data()];
+      if (!original.empty()) q.text += " (" + original + ")";
     }
     query.push_back(std::move(q));
   }
@@ -51,7 +111,7 @@ void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
       spdlog::warn("montage: {}", e.what());
     }
     r.label = fs::path(hit.path).filename().string();
-    r.caption = hit.caption_en.empty() ? hit.caption : hit.caption_en;
+    r.caption = shown_caption(hit);
     r.category = hit.category;
     r.score = hit.score;
     results.push_back(std::move(r));
@@ -74,7 +134,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
       "  mmsearch query --text pizza --text -mushrooms --json\n"
       "  mmsearch query --image a.jpg --text \"but with basil\" --text-weight 0.3\n"
       "  mmsearch query --image a.jpg --against multimodal --montage result.png\n"
-      "  mmsearch query --text \"a dessert\" --rerank 20 --paths | xargs feh");
+      "  mmsearch query --text \"a dessert\" --rerank 20 --paths | xargs feh\n"
+      "  mmsearch query --text \"lasagne al ragù\" --translate it");
   struct Options {
     std::vector<std::string> texts;
     std::vector<std::string> images;
@@ -89,6 +150,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
     bool paths = false;
     std::string montage;
     bool no_exif = false;
+    TranslationRequest translation;
   };
   auto options = std::make_shared<Options>();
   app->add_option("--text,-t", options->texts, "Text term (repeatable, optional W: weight)");
@@ -112,6 +174,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--paths", options->paths, "Only the result paths, one per line");
   app->add_option("--montage", options->montage, "Also draw the query and results to this PNG");
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
+  add_translation_options(app, options->translation, "the text terms");
 
   return {
       app, [&global, options]() {
@@ -140,6 +203,12 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
                            parsed.weight * (combined ? 1.0f - options->text_weight : 1.0f)});
         }
 
+        // Located up front: a missing translation bundle is a model error (exit 4) at once.
+        std::unique_ptr<LazyTranslator> translator;
+        if (options->translation.enabled()) {
+          translator = std::make_unique<LazyTranslator>(global, options->translation);
+        }
+
         QueryOptions query;
         query.scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
         std::error_code ec;
@@ -160,12 +229,14 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         }
         const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
         if (options->model.empty()) require_indexed_scope(global, store, query.scope);
+        std::vector<std::string> originals(terms.size());
+        if (translator) originals = translate_terms(terms, *translator, store);
         const std::string model = model_for_scope(global, options->model, query.scope);
         auto encoder = open_encoder(global, model);
         const QueryResult result = run_query(*encoder, store, terms, query);
 
         if (!options->montage.empty()) {
-          write_montage(options->montage, terms, result, encoder->manifest().name, query.against,
+          write_montage(options->montage, terms, originals, result, encoder->manifest().name, query.against,
                         query.decode);
         }
         if (options->paths) {
@@ -179,11 +250,16 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           j["scope"] = query.scope.string();
           j["against"] = to_string(query.against);
           j["searched"] = result.searched;
+          if (translator) j["translator"] = translator->id();
           j["terms"] = nlohmann::json::array();
-          for (const auto& term : terms) {
-            j["terms"].push_back({{"kind", term.kind == QueryTerm::Kind::kText ? "text" : "image"},
-                                  {"value", term.value},
-                                  {"weight", term.weight}});
+          for (std::size_t i = 0; i < terms.size(); ++i) {
+            const QueryTerm& term = terms[i];
+            nlohmann::json t = {{"kind", term.kind == QueryTerm::Kind::kText ? "text" : "image"},
+                                {"value", term.value},
+                                {"weight", term.weight}};
+            // A translated term: `value` is the English text searched, `original` the input.
+            if (!originals[i].empty()) t["original"] = originals[i];
+            j["terms"].push_back(t);
           }
           j["results"] = nlohmann::json::array();
           for (const auto& hit : result.hits) {
@@ -207,7 +283,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         }
         std::printf("%-4s %-7s %-40s %-12s %s\n", "RANK", "SCORE", "PATH", "CATEGORY", "CAPTION");
         for (const auto& hit : result.hits) {
-          const std::string caption = hit.caption_en.empty() ? hit.caption : hit.caption_en;
+          const std::string caption = shown_caption(hit);
           std::printf("%-4d %-7.4f %-40s %-12s %s\n", hit.rank, hit.score,
                       one_line(display_path(hit.path), 40).c_str(),
                       one_line(hit.category, 12).c_str(), one_line(caption, 70).c_str());
