@@ -380,7 +380,7 @@ struct IndexStore::Impl {
   fs::path path;
   sqlite3* db = nullptr;
   bool read_only = false;
-  bool has_translations = false;  // the translation cache table exists
+  bool has_translations = false;                   // the translation cache table exists
   std::map<std::string, std::int64_t> model_rows;  // model id -> models.id, cached
 
   std::string where(const std::string& what) const {
@@ -897,8 +897,7 @@ std::unordered_map<std::string, std::string> IndexStore::find_translations(
   std::unordered_map<std::string, std::string> found;
   const Impl& s = *impl_;
   if (!s.has_translations || texts.empty()) return found;
-  Statement q(s.db,
-              "SELECT translation FROM translations WHERE translator_id = ?1 AND text = ?2",
+  Statement q(s.db, "SELECT translation FROM translations WHERE translator_id = ?1 AND text = ?2",
               s.where("translation lookup"));
   for (const std::string& text : texts) {
     if (found.count(text)) continue;

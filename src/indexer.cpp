@@ -256,8 +256,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
       const std::vector<std::string> translated = options.translate(missing);
       if (translated.size() != missing.size()) {
         throw Error(ErrorKind::kInternal, "index: the translator returned " +
-                                              std::to_string(translated.size()) +
-                                              " texts for " + std::to_string(missing.size()));
+                                              std::to_string(translated.size()) + " texts for " +
+                                              std::to_string(missing.size()));
       }
       std::vector<std::pair<std::string, std::string>> pairs;
       for (std::size_t i = 0; i < missing.size(); ++i) {

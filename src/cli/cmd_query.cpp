@@ -86,9 +86,8 @@ std::vector<std::string> translate_terms(std::vector<QueryTerm>& terms, LazyTran
 }
 
 void write_montage(const std::string& out, const std::vector<QueryTerm>& terms,
-                   const std::vector<std::string>& originals,
-                   const QueryResult& result, const std::string& model, Against against,
-                   const DecodeOptions& decode) {
+                   const std::vector<std::string>& originals, const QueryResult& result,
+                   const std::string& model, Against against, const DecodeOptions& decode) {
   std::vector<MontageQueryTerm> query;
   for (const auto& term : terms) {
     MontageQueryTerm q;
@@ -236,8 +235,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         const QueryResult result = run_query(*encoder, store, terms, query);
 
         if (!options->montage.empty()) {
-          write_montage(options->montage, terms, originals, result, encoder->manifest().name, query.against,
-                        query.decode);
+          write_montage(options->montage, terms, originals, result, encoder->manifest().name,
+                        query.against, query.decode);
         }
         if (options->paths) {
           for (const auto& hit : result.hits) std::cout << hit.path << "\n";

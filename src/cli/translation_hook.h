@@ -47,10 +47,10 @@ class LazyTranslator {
     std::string name = request.translator;
     if (!request.lang.empty()) {
       const std::string& lang = request.lang;
-      const bool code_like =
-          lang.size() >= 2 && lang.size() <= 12 &&
-          std::all_of(lang.begin(), lang.end(),
-                      [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+      const bool code_like = lang.size() >= 2 && lang.size() <= 12 &&
+                             std::all_of(lang.begin(), lang.end(), [](unsigned char c) {
+                               return std::isalnum(c) || c == '_';
+                             });
       if (!code_like) {
         throw Error(ErrorKind::kUsage, "--translate '" + lang +
                                            "' is not a language code; give the source "
@@ -66,10 +66,9 @@ class LazyTranslator {
       dir_ = Translator::locate(name, model_search_path(global.models_dir));
     } catch (const Error& e) {
       if (request.translator.empty()) {
-        throw Error(ErrorKind::kModel, "--translate " + request.lang +
-                                           ": no translation model for language '" +
-                                           request.lang + "': " + e.what() +
-                                           " (or name a bundle with --translator)");
+        throw Error(ErrorKind::kModel,
+                    "--translate " + request.lang + ": no translation model for language '" +
+                        request.lang + "': " + e.what() + " (or name a bundle with --translator)");
       }
       throw;
     }

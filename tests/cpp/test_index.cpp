@@ -431,7 +431,8 @@ TEST(IndexStore, TranslationCacheRoundTripsPerTranslator) {
   store.put_translations("mt@1", {{"ciao", "hello"}, {"lasagne al ragù", "lasagna with ragù"}});
   store.put_translations("mt@2", {{"ciao", "hi"}});
 
-  const auto found = store.find_translations("mt@1", {"ciao", "ciao", "assente", "lasagne al ragù"});
+  const auto found =
+      store.find_translations("mt@1", {"ciao", "ciao", "assente", "lasagne al ragù"});
   ASSERT_EQ(found.size(), 2u);
   EXPECT_EQ(found.at("ciao"), "hello");
   EXPECT_EQ(found.at("lasagne al ragù"), "lasagna with ragù");
