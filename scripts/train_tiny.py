@@ -367,7 +367,7 @@ def _export(model, vocab: Vocab, dest: Path, meta: dict, log) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=None, help=f"bundle folder (default models/{NAME}; --smoke: none)")
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--train-images", type=int, default=8000)
     ap.add_argument("--lr", type=float, default=8e-4)

@@ -187,5 +187,6 @@ def test_single_attribute_queries(held_out, text):
     got = [attrs[str(Path(r["path"]).resolve())]["caption_en"] for r in out["results"]]
     assert len(hits) == 5
     print(f"seed {seed}: {text!r}: {sum(hits)}/5 of the top 5 match ({matching} in the set): {got}")
-    # The bar: matching dishes in the top 5.
-    assert any(hits), f"{text!r}: none of the top 5 matches: {got}"
+    # The bar: matching dishes in the top 5 - at least three of them, or every one the
+    # set has when it has fewer.
+    assert sum(hits) >= min(3, matching), f"{text!r}: only {sum(hits)}/5 of the top 5 match: {got}"
