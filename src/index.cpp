@@ -1,12 +1,14 @@
 #include "mmsearch/index.h"
 
 #include <sqlite3.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <system_error>
 
 #include "mmsearch/error.h"
@@ -46,144 +48,31 @@ std::string normalize_index_path(const std::filesystem::path& path) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// XXH64, from the xxHash specification (doc/xxhash_spec.md), little-endian reads.
-
-namespace {
-constexpr std::uint64_t kPrime1 = 0x9E3779B185EBCA87ULL;
-constexpr std::uint64_t kPrime2 = 0xC2B2AE3D27D4EB4FULL;
-constexpr std::uint64_t kPrime3 = 0x165667B19E3779F9ULL;
-constexpr std::uint64_t kPrime4 = 0x85EBCA77C2B2AE63ULL;
-constexpr std::uint64_t kPrime5 = 0x27D4EB2F165667C5ULL;
-
-inline std::uint64_t rotl(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-inline std::uint64_t read64(const unsigned char* p) {
-  std::uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-inline std::uint32_t read32(const unsigned char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-inline std::uint64_t xxh_round(std::uint64_t acc, std::uint64_t input) {
-  acc += input * kPrime2;
-  acc = rotl(acc, 31);
-  return acc * kPrime1;
-}
-inline std::uint64_t merge_round(std::uint64_t acc, std::uint64_t val) {
-  acc ^= xxh_round(0, val);
-  return acc * kPrime1 + kPrime4;
-}
-
-// Streaming state, so a file is hashed in blocks without holding it in memory.
-class Xxh64 {
- public:
-  explicit Xxh64(std::uint64_t seed)
-      : v1_(seed + kPrime1 + kPrime2),
-        v2_(seed + kPrime2),
-        v3_(seed),
-        v4_(seed - kPrime1),
-        seed_(seed) {}
-
-  void update(const unsigned char* p, std::size_t n) {
-    total_ += n;
-    if (buffered_ + n < 32) {
-      std::memcpy(buffer_ + buffered_, p, n);
-      buffered_ += n;
-      return;
-    }
-    if (buffered_ > 0) {
-      const std::size_t fill = 32 - buffered_;
-      std::memcpy(buffer_ + buffered_, p, fill);
-      consume_stripe(buffer_);
-      p += fill;
-      n -= fill;
-      buffered_ = 0;
-    }
-    while (n >= 32) {
-      consume_stripe(p);
-      p += 32;
-      n -= 32;
-    }
-    std::memcpy(buffer_, p, n);
-    buffered_ = n;
-  }
-
-  std::uint64_t digest() const {
-    std::uint64_t h;
-    if (total_ >= 32) {
-      h = rotl(v1_, 1) + rotl(v2_, 7) + rotl(v3_, 12) + rotl(v4_, 18);
-      h = merge_round(h, v1_);
-      h = merge_round(h, v2_);
-      h = merge_round(h, v3_);
-      h = merge_round(h, v4_);
-    } else {
-      h = seed_ + kPrime5;
-    }
-    h += total_;
-    const unsigned char* p = buffer_;
-    std::size_t n = buffered_;
-    while (n >= 8) {
-      h ^= xxh_round(0, read64(p));
-      h = rotl(h, 27) * kPrime1 + kPrime4;
-      p += 8;
-      n -= 8;
-    }
-    if (n >= 4) {
-      h ^= static_cast<std::uint64_t>(read32(p)) * kPrime1;
-      h = rotl(h, 23) * kPrime2 + kPrime3;
-      p += 4;
-      n -= 4;
-    }
-    while (n > 0) {
-      h ^= (*p) * kPrime5;
-      h = rotl(h, 11) * kPrime1;
-      ++p;
-      --n;
-    }
-    h ^= h >> 33;
-    h *= kPrime2;
-    h ^= h >> 29;
-    h *= kPrime3;
-    h ^= h >> 32;
-    return h;
-  }
-
- private:
-  void consume_stripe(const unsigned char* p) {
-    v1_ = xxh_round(v1_, read64(p));
-    v2_ = xxh_round(v2_, read64(p + 8));
-    v3_ = xxh_round(v3_, read64(p + 16));
-    v4_ = xxh_round(v4_, read64(p + 24));
-  }
-
-  std::uint64_t v1_, v2_, v3_, v4_, seed_;
-  std::uint64_t total_ = 0;
-  unsigned char buffer_[32] = {};
-  std::size_t buffered_ = 0;
-};
-}  // namespace
+// XXH64, from libxxhash.
 
 std::uint64_t xxh64(const void* data, std::size_t size, std::uint64_t seed) {
-  Xxh64 state(seed);
-  state.update(static_cast<const unsigned char*>(data), size);
-  return state.digest();
+  return XXH64(data, size, seed);
 }
 
 std::string hash_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(ErrorKind::kInput, path.string() + ": cannot open for hashing");
-  Xxh64 state(0);
+  // Streamed in 1 MiB blocks, so a file is never held in memory whole.
+  std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> state(XXH64_createState(),
+                                                                          XXH64_freeState);
+  if (!state || XXH64_reset(state.get(), 0) == XXH_ERROR) {
+    throw Error(ErrorKind::kInternal, "libxxhash could not initialise XXH64");
+  }
   std::vector<char> block(1 << 20);
   while (in) {
     in.read(block.data(), static_cast<std::streamsize>(block.size()));
     const std::streamsize got = in.gcount();
-    if (got > 0) state.update(reinterpret_cast<const unsigned char*>(block.data()), got);
+    if (got > 0) XXH64_update(state.get(), block.data(), static_cast<std::size_t>(got));
   }
   if (in.bad()) throw Error(ErrorKind::kInput, path.string() + ": read error while hashing");
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(state.digest()));
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(XXH64_digest(state.get())));
   return std::string("xxh64:") + hex;
 }
 
