@@ -9,8 +9,8 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 
+#include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 
 namespace fs = std::filesystem;
@@ -30,29 +30,6 @@ T req(const nlohmann::json& j, const char* key, const fs::path& where) {
   } catch (const std::exception& e) {
     bad(where, std::string("manifest field \"") + key + "\": " + e.what());
   }
-}
-
-std::string sha256_of(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) bad(p, "cannot read");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_DigestFinal_ex(ctx, md, &n);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
 }
 
 bool blank(const std::string& s) {
@@ -347,15 +324,7 @@ Translator::Translator(const fs::path& bundle_dir, bool verify_hashes)
     nlohmann::json j;
     std::ifstream in(bundle_dir / "mmsearch.json", std::ios::binary);
     in >> j;
-    if (j.contains("files")) {
-      for (auto it = j["files"].begin(); it != j["files"].end(); ++it) {
-        const fs::path p = bundle_dir / it.key();
-        if (!fs::is_regular_file(p, ec)) bad(p, "missing from the bundle");
-        if (sha256_of(p) != it.value().get<std::string>()) {
-          bad(p, "does not match its sha256 in the manifest");
-        }
-      }
-    }
+    verify_bundle_files(bundle_dir, j.value("files", std::map<std::string, std::string>()));
   }
   impl_->tok = std::make_unique<MarianTokenizer>(bundle_dir / m.source_spm, bundle_dir / m.target_spm,
                                                  bundle_dir / m.vocab, m.model_max_length);
