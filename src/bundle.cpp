@@ -63,19 +63,14 @@ std::string read_text_file(const fs::path& path) {
   return content.str();
 }
 
-// The manifest's "family", read without validating anything else ("" when unreadable).
-std::string peek_family(const fs::path& dir) {
+// The manifest as plain JSON, read without validating anything (an empty object when it is
+// unreadable: opening the bundle then says why).
+json read_manifest_json(const fs::path& dir) {
   try {
-    const json j = json::parse(read_text_file(dir / kManifestFileName));
-    return j.value("family", std::string());
+    return json::parse(read_text_file(dir / kManifestFileName));
   } catch (const std::exception&) {
-    return "";
+    return json::object();
   }
-}
-
-std::map<std::string, std::string> manifest_files(const fs::path& dir) {
-  const json j = json::parse(read_text_file(dir / kManifestFileName));
-  return j.value("files", std::map<std::string, std::string>());
 }
 
 }  // namespace
@@ -325,11 +320,16 @@ std::vector<BundleListing> discover_bundles(const std::vector<fs::path>& search_
       listing.name = folder.filename().string();
       listing.dir = folder;
       try {
-        listing.family = peek_family(folder);
+        const json manifest_json = read_manifest_json(folder);
+        listing.family = manifest_json.is_object() ? manifest_json.value("family", "") : "";
         if (listing.family == "marian") {
           const TranslatorManifest manifest = read_translator_manifest(folder);
           listing.name = manifest.name;
-          if (verify_hashes) verify_bundle_files(folder, manifest_files(folder), verify_cache);
+          if (verify_hashes) {
+            verify_bundle_files(folder,
+                                manifest_json.value("files", std::map<std::string, std::string>()),
+                                verify_cache);
+          }
           listing.valid_translator = true;
           listing.translator_languages = manifest.source_lang + "->" + manifest.target_lang;
         } else {

@@ -54,12 +54,11 @@ Command register_translate(CLI::App& root, GlobalOptions& global);
 // unless --no-verify was given.
 Bundle open_bundle(const GlobalOptions& global, const std::string& name);
 std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, const std::string& name);
-// Where per-user state lives: $MMSEARCH_HOME, else $XDG_DATA_HOME/mmsearch, else
-// ~/.local/share/mmsearch.
-std::filesystem::path user_data_dir();
 // The model used when none is given: $MMSEARCH_DEFAULT_MODEL, else "dishes-tiny" when present,
 // else the only installed bundle.
 std::string default_model_name(const GlobalOptions& global);
+// The same choice among bundles already discovered (no second walk of the search path).
+std::string default_model_name(const std::vector<BundleListing>& listings);
 
 // The model to use for a scope: the explicit one, else the model the scope (or a folder above
 // it) was indexed with, else the default model.

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "mmsearch/index.h"
 
 namespace mmsearch::cli {
 namespace {
@@ -42,10 +43,10 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
   return {app, [&global, options]() {
             const auto search_path = model_search_path(global.models_dir);
             const auto listings = discover_bundles(search_path, !options->no_hash,
-                                                   user_data_dir() / "verified-bundles.json");
+                                                   default_data_dir() / "verified-bundles.json");
             std::string default_name;
             try {
-              default_name = default_model_name(global);
+              default_name = default_model_name(listings);
             } catch (const std::exception&) {
               // No unique default: nothing is marked.
             }

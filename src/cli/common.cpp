@@ -11,11 +11,13 @@ namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
 
-fs::path user_data_dir() { return default_data_dir(); }
-
 std::string default_model_name(const GlobalOptions& global) {
   if (const char* env = std::getenv("MMSEARCH_DEFAULT_MODEL"); env && *env) return env;
-  const auto listings = discover_bundles(model_search_path(global.models_dir), false);
+  return default_model_name(discover_bundles(model_search_path(global.models_dir), false));
+}
+
+std::string default_model_name(const std::vector<BundleListing>& listings) {
+  if (const char* env = std::getenv("MMSEARCH_DEFAULT_MODEL"); env && *env) return env;
   for (const auto& listing : listings) {
     if (listing.name == "dishes-tiny" && listing.bundle) return listing.name;
   }
@@ -34,7 +36,7 @@ std::string default_model_name(const GlobalOptions& global) {
 Bundle open_bundle(const GlobalOptions& global, const std::string& name) {
   const std::string chosen = name.empty() ? default_model_name(global) : name;
   Bundle bundle = find_bundle(chosen, model_search_path(global.models_dir));
-  if (!global.no_verify) bundle.verify_files(user_data_dir() / "verified-bundles.json");
+  if (!global.no_verify) bundle.verify_files(default_data_dir() / "verified-bundles.json");
   spdlog::debug("model {} from {}", bundle.manifest().name, bundle.dir().string());
   return bundle;
 }
