@@ -94,7 +94,8 @@ TranslatorManifest read_translator_manifest(const fs::path& dir) {
   }
   TranslatorManifest m;
   const auto family = req<std::string>(j, "family", mpath);
-  if (family != "marian") bad(mpath, "family '" + family + "' is not a translation model (expected marian)");
+  if (family != "marian")
+    bad(mpath, "family '" + family + "' is not a translation model (expected marian)");
   m.name = req<std::string>(j, "name", mpath);
   m.description = j.value("description", "");
   if (j.contains("translation")) {
@@ -326,8 +327,9 @@ Translator::Translator(const fs::path& bundle_dir, bool verify_hashes)
     in >> j;
     verify_bundle_files(bundle_dir, j.value("files", std::map<std::string, std::string>()));
   }
-  impl_->tok = std::make_unique<MarianTokenizer>(bundle_dir / m.source_spm, bundle_dir / m.target_spm,
-                                                 bundle_dir / m.vocab, m.model_max_length);
+  impl_->tok =
+      std::make_unique<MarianTokenizer>(bundle_dir / m.source_spm, bundle_dir / m.target_spm,
+                                        bundle_dir / m.vocab, m.model_max_length);
   if (impl_->tok->vocab_size() != m.vocab_size) {
     bad(bundle_dir / m.vocab, "has " + std::to_string(impl_->tok->vocab_size()) +
                                   " ids, the manifest says " + std::to_string(m.vocab_size));
@@ -350,7 +352,8 @@ const TranslatorManifest& Translator::manifest() const { return impl_->m; }
 const MarianTokenizer& Translator::tokenizer() const { return *impl_->tok; }
 const fs::path& Translator::dir() const { return impl_->dir; }
 
-fs::path Translator::locate(const std::string& name_or_path, const std::vector<fs::path>& search_path) {
+fs::path Translator::locate(const std::string& name_or_path,
+                            const std::vector<fs::path>& search_path) {
   std::error_code ec;
   const fs::path direct(name_or_path);
   if (fs::is_regular_file(direct / "mmsearch.json", ec)) return direct;
@@ -365,9 +368,9 @@ fs::path Translator::locate(const std::string& name_or_path, const std::vector<f
                                      name_or_path);
 }
 
-std::vector<std::vector<int64_t>> Translator::generate(const std::vector<std::vector<int64_t>>& sources,
-                                                       const TranslateOptions& o,
-                                                       std::vector<double>* scores) {
+std::vector<std::vector<int64_t>> Translator::generate(
+    const std::vector<std::vector<int64_t>>& sources, const TranslateOptions& o,
+    std::vector<double>* scores) {
   const auto& m = impl_->m;
   const int nb = o.num_beams > 0 ? o.num_beams : m.num_beams;
   const double lp = o.length_penalty > -1e29 ? o.length_penalty : m.length_penalty;
@@ -392,7 +395,8 @@ std::vector<std::vector<int64_t>> Translator::generate(const std::vector<std::ve
   for (int64_t i = 0; i < b; ++i) {
     const auto& s = sources[static_cast<size_t>(i)];
     for (size_t t = 0; t < s.size(); ++t) {
-      if (s[t] < 0 || s[t] >= m.vocab_size) throw Error(ErrorKind::kUsage, "generate: id out of range");
+      if (s[t] < 0 || s[t] >= m.vocab_size)
+        throw Error(ErrorKind::kUsage, "generate: id out of range");
       ids[i][static_cast<int64_t>(t)] = s[t];
       mask[i][static_cast<int64_t>(t)] = 1;
     }
