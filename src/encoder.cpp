@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "mmsearch/error.h"
 
@@ -73,17 +71,10 @@ const WordPieceTokenizer& Encoder::tokenizer() const {
     options.cls_id = spec.cls_token_id;
     options.sep_id = spec.sep_token_id;
     options.pad_id = spec.pad_token_id;
-    // Special tokens past the end of vocab.txt ([DEC], [ENC]) are "added" tokens with their
-    // own ids; the others are ordinary vocabulary entries that must never be split.
-    const auto vocab_path = bundle_.file(spec.vocab_file);
-    std::ifstream vocab(vocab_path);
-    const auto vocab_lines =
-        std::count(std::istreambuf_iterator<char>(vocab), std::istreambuf_iterator<char>(), '\n');
-    for (const auto& [token, id] : spec.special_tokens) {
-      options.never_split.push_back(token);
-      if (id >= vocab_lines) options.added_tokens[token] = id;
-    }
-    tokenizer_ = std::make_unique<WordPieceTokenizer>(vocab_path, options);
+    // The tokenizer takes the whole map: names already in vocab.txt at that id are only marked
+    // special, the others ([DEC], [ENC]) become added tokens with their ids.
+    options.added_tokens.insert(spec.special_tokens.begin(), spec.special_tokens.end());
+    tokenizer_ = std::make_unique<WordPieceTokenizer>(bundle_.file(spec.vocab_file), options);
   });
   return *tokenizer_;
 }
