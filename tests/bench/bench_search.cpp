@@ -7,25 +7,14 @@
 #include <opencv2/core.hpp>
 #include <random>
 
+#include "../cpp/random_embeddings.h"
 #include "mmsearch/search.h"
 
 using namespace mmsearch;
+using mmsearch::test_support::random_embeddings;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-Embeddings random_embeddings(std::int64_t count, int per_item, int dim, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  Embeddings e;
-  e.count = count;
-  e.vectors_per_item = per_item;
-  e.dim = dim;
-  e.values.resize(static_cast<std::size_t>(count) * per_item * dim);
-  for (float& v : e.values) v = normal(rng);
-  l2_normalize(e);
-  return e;
-}
 
 template <typename F>
 double best_ms(int repeats, F&& f) {

@@ -8,23 +8,13 @@
 
 #include "mmsearch/error.h"
 #include "mmsearch/search.h"
+#include "random_embeddings.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;
+using mmsearch::test_support::random_embeddings;
 
 namespace {
-
-Embeddings random_embeddings(std::int64_t count, int per_item, int dim, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  Embeddings e;
-  e.count = count;
-  e.vectors_per_item = per_item;
-  e.dim = dim;
-  for (std::int64_t i = 0; i < count * per_item * dim; ++i) e.values.push_back(normal(rng));
-  l2_normalize(e);
-  return e;
-}
 
 double dot(const float* a, const float* b, int n) {
   double s = 0;
