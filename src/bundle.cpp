@@ -97,10 +97,11 @@ Manifest parse_manifest(const json& j, const std::string& origin) {
   Manifest m;
   m.raw = j;
   m.name = required<std::string>(j, "name", origin);
-  m.family = required<std::string>(j, "family", origin);
-  if (m.family != "blip" && m.family != "blip2") {
-    bad_manifest(origin, "unknown family '" + m.family + "' (expected blip or blip2)");
+  const auto family = required<std::string>(j, "family", origin);
+  if (family != "blip" && family != "blip2") {
+    bad_manifest(origin, "unknown family '" + family + "' (expected blip or blip2)");
   }
+  m.family = family_from_string(family);
   m.description = optional_field<std::string>(j, "description", "");
   m.vision_encoder = optional_field<std::string>(j, "vision_encoder", "");
 
@@ -150,16 +151,25 @@ Manifest parse_manifest(const json& j, const std::string& origin) {
   m.dims.hidden = required<int>(dims, "hidden", origin, "dims.");
   m.dims.embed = required<int>(dims, "embed", origin, "dims.");
   m.dims.query_tokens = optional_field<int>(dims, "query_tokens", 0);
-  if (m.family == "blip2" && m.dims.query_tokens <= 0) {
+  if (m.family == Family::kBlip2 && m.dims.query_tokens <= 0) {
     bad_manifest(origin, "dims.query_tokens must be positive for blip2");
   }
 
   m.itm = optional_field<bool>(j, "itm", false);
   const json& similarity = j.contains("similarity") ? j.at("similarity") : json();
-  const std::string default_rule = m.family == "blip2" ? "max-over-queries" : "cls";
-  m.similarity_text_image = optional_field<std::string>(similarity, "text_image", default_rule);
-  m.similarity_image_image = optional_field<std::string>(
-      similarity, "image_image", m.family == "blip2" ? "mean-of-queries" : "cls");
+  const bool blip2 = m.family == Family::kBlip2;
+  auto rule = [&](const char* key, ScoreRule fallback) {
+    const auto name = optional_field<std::string>(similarity, key, to_string(fallback));
+    try {
+      return score_rule_from_string(name);
+    } catch (const Error& e) {
+      bad_manifest(origin, std::string("similarity.") + key + ": " + e.what());
+    }
+  };
+  m.similarity_text_image =
+      rule("text_image", blip2 ? ScoreRule::kMaxOverQueries : ScoreRule::kCls);
+  m.similarity_image_image =
+      rule("image_image", blip2 ? ScoreRule::kMeanOfQueries : ScoreRule::kCls);
   m.weights_dtype = optional_field<std::string>(j, "weights_dtype", "fp32");
   m.source_kind = optional_field<std::string>(j.contains("source") ? j.at("source") : json(),
                                               "kind", "unknown");

@@ -77,37 +77,6 @@ std::string hash_file(const std::filesystem::path& path) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Vector kinds
-
-const char* to_string(VectorKind kind) {
-  switch (kind) {
-    case VectorKind::kImageProj:
-      return "image_proj";
-    case VectorKind::kImageEmbed:
-      return "image_embed";
-    case VectorKind::kTextProj:
-      return "text_proj";
-    case VectorKind::kMultimodal:
-      return "multimodal";
-  }
-  return "?";
-}
-
-VectorKind vector_kind_from_string(std::string_view name) {
-  for (VectorKind kind : {VectorKind::kImageProj, VectorKind::kImageEmbed, VectorKind::kTextProj,
-                          VectorKind::kMultimodal}) {
-    if (name == to_string(kind)) return kind;
-  }
-  throw Error(ErrorKind::kUsage,
-              "unknown vector kind '" + std::string(name) +
-                  "' (expected image_proj, image_embed, text_proj or multimodal)");
-}
-
-bool is_caption_kind(VectorKind kind) {
-  return kind == VectorKind::kTextProj || kind == VectorKind::kMultimodal;
-}
-
-// ---------------------------------------------------------------------------------------------
 // SQLite plumbing
 
 namespace {

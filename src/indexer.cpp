@@ -154,16 +154,14 @@ std::vector<Prepared> prepare_batch(const Encoder& encoder, const std::vector<Jo
 }  // namespace
 
 StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& proj, int b) {
-  if (manifest.family == "blip") {
-    return tensor_rows(proj[b].slice(0, 0, 1), VectorKind::kImageProj, -1);
-  }
-  return tensor_rows(proj[b], VectorKind::kImageProj, -1);
+  return tensor_rows(proj[b].slice(0, 0, image_proj_rows(manifest)), VectorKind::kImageProj, -1);
 }
 
 StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& embeds, int b,
                               VectorKind kind, int caption_index) {
-  torch::Tensor summary =
-      manifest.family == "blip" ? embeds[b].slice(0, 0, 1) : embeds[b].mean(0, /*keepdim=*/true);
+  torch::Tensor summary = summary_rule(manifest) == SummaryRule::kFirstRow
+                              ? embeds[b].slice(0, 0, 1)
+                              : embeds[b].mean(0, /*keepdim=*/true);
   summary = torch::nn::functional::normalize(summary,
                                              torch::nn::functional::NormalizeFuncOptions().dim(-1));
   return tensor_rows(summary, kind, caption_index);

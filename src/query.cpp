@@ -38,38 +38,6 @@ torch::Tensor normalized(const torch::Tensor& t) {
 
 }  // namespace
 
-Against against_from_string(const std::string& name) {
-  if (name == "image") return Against::kImage;
-  if (name == "text") return Against::kText;
-  if (name == "multimodal") return Against::kMultimodal;
-  throw Error(ErrorKind::kUsage,
-              "unknown --against '" + name + "' (expected image, text or multimodal)");
-}
-
-const char* to_string(Against against) {
-  switch (against) {
-    case Against::kImage:
-      return "image";
-    case Against::kText:
-      return "text";
-    case Against::kMultimodal:
-      return "multimodal";
-  }
-  return "image";
-}
-
-VectorKind stored_kind_for(Against against) {
-  switch (against) {
-    case Against::kImage:
-      return VectorKind::kImageProj;
-    case Against::kText:
-      return VectorKind::kTextProj;
-    case Against::kMultimodal:
-      return VectorKind::kMultimodal;
-  }
-  return VectorKind::kImageProj;
-}
-
 void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
                              const std::string& model_id) {
   const auto usages = store.models_in_scope(scope);
@@ -100,8 +68,6 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   LoadedVectors items = store.load_vectors(model_id, scope, stored_kind_for(options.against));
   if (items.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
 
-  const ScoreRule text_image = score_rule_from_string(manifest.similarity_text_image);
-  const ScoreRule image_image = score_rule_from_string(manifest.similarity_image_image);
   // Mean-of-queries items are reduced once, not per term.
   std::optional<Embeddings> reduced_items;
   auto items_for = [&](ScoreRule rule) -> const Embeddings& {
@@ -123,7 +89,7 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
         query = one_item(normalized(text.text_embeds[0].slice(0, 0, 1)));
       } else {
         query = one_item(text.text_embeds_proj[0].slice(0, 0, 1));
-        rule = options.against == Against::kImage ? text_image : ScoreRule::kCls;
+        rule = query_rule(manifest, true, stored_kind_for(options.against));
       }
       if (!rerank_term && term.weight > 0) rerank_term = weighted.size();
     } else {
@@ -135,7 +101,7 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
             summary_vectors(manifest, image.image_embeds, 0, VectorKind::kImageEmbed, -1));
       } else {
         query = from_stored(image_proj_vectors(manifest, image.image_embeds_proj, 0));
-        rule = options.against == Against::kImage ? image_image : text_image;
+        rule = query_rule(manifest, false, stored_kind_for(options.against));
       }
     }
     if (rule == ScoreRule::kMeanOfQueries) query = mean_of_queries(query);

@@ -108,26 +108,6 @@ void normalize_vector(float* v, int dim) {
 
 }  // namespace
 
-const char* to_string(ScoreRule rule) {
-  switch (rule) {
-    case ScoreRule::kCls:
-      return "cls";
-    case ScoreRule::kMaxOverQueries:
-      return "max-over-queries";
-    case ScoreRule::kMeanOfQueries:
-      return "mean-of-queries";
-  }
-  return "?";
-}
-
-ScoreRule score_rule_from_string(const std::string& name) {
-  for (ScoreRule rule : {ScoreRule::kCls, ScoreRule::kMaxOverQueries, ScoreRule::kMeanOfQueries}) {
-    if (name == to_string(rule)) return rule;
-  }
-  throw Error(ErrorKind::kUsage, "unknown score rule '" + name +
-                                     "' (expected cls, max-over-queries or mean-of-queries)");
-}
-
 void l2_normalize(Embeddings& embeddings) {
   check_shape(embeddings, "l2_normalize");
   const std::int64_t rows = embeddings.count * embeddings.vectors_per_item;

@@ -219,33 +219,6 @@ void write_file_png(const cv::Mat& bgr, const std::filesystem::path& path) {
 
 // ---------------------------------------------------------------------------------------------
 
-const char* to_string(SimilarityKind kind) {
-  switch (kind) {
-    case SimilarityKind::kImageImage:
-      return "image-image";
-    case SimilarityKind::kImageText:
-      return "image-text";
-    case SimilarityKind::kImageMultimodal:
-      return "image-multimodal";
-    case SimilarityKind::kMultimodalMultimodal:
-      return "multimodal-multimodal";
-    case SimilarityKind::kTextText:
-      return "text-text";
-  }
-  return "?";
-}
-
-SimilarityKind similarity_kind_from_string(std::string_view name) {
-  for (SimilarityKind kind :
-       {SimilarityKind::kImageImage, SimilarityKind::kImageText, SimilarityKind::kImageMultimodal,
-        SimilarityKind::kMultimodalMultimodal, SimilarityKind::kTextText}) {
-    if (name == to_string(kind)) return kind;
-  }
-  throw Error(ErrorKind::kUsage, "unknown matrix kind '" + std::string(name) +
-                                     "' (expected image-image, image-text, image-multimodal, "
-                                     "multimodal-multimodal or text-text)");
-}
-
 SimilarityMatrix grouped_by_category(const SimilarityMatrix& matrix) {
   check_sizes(matrix);
   const auto rows = stable_order(matrix.row_categories);

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "mmsearch/rules.h"
+
 namespace mmsearch {
 
 inline constexpr int kBundleFormatVersion = 1;
@@ -49,17 +51,18 @@ struct Dims {
 
 struct Manifest {
   std::string name;
-  std::string family;  // "blip" | "blip2"
+  Family family = Family::kBlip;  // kBlip or kBlip2 (translation bundles: translate.h)
   std::string description;
   std::string vision_encoder;
   ImageSpec image;
   TextSpec text;
   Dims dims;
   bool itm = false;
-  std::string similarity_text_image;   // "cls" | "max-over-queries"
-  std::string similarity_image_image;  // "cls" | "mean-of-queries"
-  std::string weights_dtype;           // "fp32" | "bf16" | "fp16"
-  std::string source_kind;             // "checkpoint" | "deterministic" | "tiny" | "trained"
+  // Validated when parsed; see rules.h for where each applies.
+  ScoreRule similarity_text_image = ScoreRule::kCls;   // BLIP-2 default: kMaxOverQueries
+  ScoreRule similarity_image_image = ScoreRule::kCls;  // BLIP-2 default: kMeanOfQueries
+  std::string weights_dtype;                           // "fp32" | "bf16" | "fp16"
+  std::string source_kind;  // "checkpoint" | "deterministic" | "tiny" | "trained"
   std::string torch_version;
   std::map<std::string, std::string> files;  // file name -> sha256
   nlohmann::json raw;

@@ -74,16 +74,6 @@ std::string hash_file(const std::filesystem::path& path);
 // ---------------------------------------------------------------------------------------------
 // Records.
 
-// What the store keeps per kind of vector. Per image: kImageProj (projected, L2-normalised:
-// BLIP 1 CLS row, BLIP-2 32 query rows) and kImageEmbed (unprojected summary). Per caption:
-// kTextProj (projected text CLS) and kMultimodal (image + caption, unprojected).
-enum class VectorKind { kImageProj, kImageEmbed, kTextProj, kMultimodal };
-// "image_proj", "image_embed", "text_proj", "multimodal".
-const char* to_string(VectorKind kind);
-// Inverse of to_string; throws Error(kUsage) listing the valid names.
-VectorKind vector_kind_from_string(std::string_view name);
-// True for kTextProj and kMultimodal, which are stored per caption rather than per image.
-bool is_caption_kind(VectorKind kind);
 
 // One block of vectors: `rows` vectors of `cols` float32, row-major.
 struct StoredVectors {

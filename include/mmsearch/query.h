@@ -22,9 +22,6 @@
 
 namespace mmsearch {
 
-enum class Against { kImage, kText, kMultimodal };
-Against against_from_string(const std::string& name);  // throws Error(kUsage)
-const char* to_string(Against against);
 
 struct QueryTerm {
   enum class Kind { kText, kImage };
@@ -65,8 +62,6 @@ struct QueryResult {
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options);
 
-// Which stored vectors the query reads for `against` (kImageProj, kTextProj or kMultimodal).
-VectorKind stored_kind_for(Against against);
 
 // Error message for a scope with no vectors of this model: names the models that indexed it.
 [[noreturn]] void throw_scope_not_indexed(const IndexStore& store,

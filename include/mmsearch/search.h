@@ -48,6 +48,8 @@
 #include <string>
 #include <vector>
 
+#include "mmsearch/rules.h"
+
 namespace mmsearch {
 
 struct Embeddings {
@@ -64,11 +66,6 @@ struct Embeddings {
   }
 };
 
-enum class ScoreRule { kCls, kMaxOverQueries, kMeanOfQueries };
-// "cls", "max-over-queries", "mean-of-queries" (the manifest's spelling).
-const char* to_string(ScoreRule rule);
-// Inverse of to_string; throws Error(kUsage) listing the valid names.
-ScoreRule score_rule_from_string(const std::string& name);
 
 // Normalises every vector to unit length in place (zero vectors stay zero).
 void l2_normalize(Embeddings& embeddings);

@@ -20,21 +20,10 @@
 #include <vector>
 
 #include "mmsearch/image.h"
+#include "mmsearch/rules.h"
 
 namespace mmsearch {
 
-// The five matrices: rows kind - columns kind.
-enum class SimilarityKind {
-  kImageImage,
-  kImageText,
-  kImageMultimodal,
-  kMultimodalMultimodal,
-  kTextText,
-};
-// "image-image", "image-text", "image-multimodal", "multimodal-multimodal", "text-text".
-const char* to_string(SimilarityKind kind);
-// Inverse of to_string; throws Error(kUsage) listing the valid names.
-SimilarityKind similarity_kind_from_string(std::string_view name);
 
 struct SimilarityMatrix {
   std::string model;  // shown in the title, e.g. "blip2-pretrain"

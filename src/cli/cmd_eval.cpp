@@ -58,8 +58,8 @@ nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& mo
     set.caption_texts.push_back(owner.caption);
     set.caption_image.push_back(image_of_file.at(owner.file_id));
   }
-  const ScoreRule text_image = score_rule_from_string(manifest.similarity_text_image);
-  const ScoreRule image_image = score_rule_from_string(manifest.similarity_image_image);
+  const ScoreRule text_image = manifest.similarity_text_image;
+  const ScoreRule image_image = manifest.similarity_image_image;
   const auto t2i = score_matrix(captions.embeddings, images.embeddings, text_image);
   const auto i2t = score_matrix(images.embeddings, captions.embeddings, text_image);
   std::vector<float> i2i;

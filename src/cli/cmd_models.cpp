@@ -59,7 +59,7 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
               row["default"] = listing.name == default_name;
               if (listing.bundle) {
                 const Manifest& m = listing.bundle->manifest();
-                row["family"] = m.family;
+                row["family"] = to_string(m.family);
                 row["vision_encoder"] = m.vision_encoder;
                 row["image_size"] = m.image.size;
                 row["embed_dim"] = m.dims.embed;

@@ -24,43 +24,14 @@ std::string item_label(const VectorOwner& owner, const fs::path& scope) {
   return label;
 }
 
-// Rows and columns of each kind, and the rule that compares them (see query.h).
-void sides_for(SimilarityKind kind, const Manifest& manifest, VectorKind& rows, VectorKind& cols,
-               ScoreRule& rule) {
-  switch (kind) {
-    case SimilarityKind::kImageImage:
-      rows = cols = VectorKind::kImageProj;
-      rule = score_rule_from_string(manifest.similarity_image_image);
-      return;
-    case SimilarityKind::kImageText:
-      rows = VectorKind::kImageProj;
-      cols = VectorKind::kTextProj;
-      rule = score_rule_from_string(manifest.similarity_text_image);
-      return;
-    case SimilarityKind::kImageMultimodal:
-      rows = VectorKind::kImageEmbed;
-      cols = VectorKind::kMultimodal;
-      rule = ScoreRule::kCls;
-      return;
-    case SimilarityKind::kMultimodalMultimodal:
-      rows = cols = VectorKind::kMultimodal;
-      rule = ScoreRule::kCls;
-      return;
-    case SimilarityKind::kTextText:
-      rows = cols = VectorKind::kTextProj;
-      rule = ScoreRule::kCls;
-      return;
-  }
-}
-
 }  // namespace
 
 SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
                                          const std::string& model_id, const fs::path& scope,
                                          SimilarityKind kind) {
-  VectorKind row_kind, col_kind;
-  ScoreRule rule;
-  sides_for(kind, manifest, row_kind, col_kind, rule);
+  const MatrixRule sides = matrix_rule(manifest, kind);
+  const VectorKind row_kind = sides.rows, col_kind = sides.cols;
+  const ScoreRule rule = sides.rule;
   const LoadedVectors rows = store.load_vectors(model_id, scope, row_kind);
   if (rows.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
   const LoadedVectors cols =

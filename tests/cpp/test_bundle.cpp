@@ -70,14 +70,14 @@ TEST_F(BundleTest, ValidManifestParsesEveryField) {
   const Bundle bundle = Bundle::open(dir);
   const auto& m = bundle.manifest();
   EXPECT_EQ(m.name, "fake-blip");
-  EXPECT_EQ(m.family, "blip");
+  EXPECT_EQ(m.family, mmsearch::Family::kBlip);
   EXPECT_EQ(m.image.size, 224);
   EXPECT_FLOAT_EQ(m.image.std[2], 0.27577711f);
   EXPECT_EQ(m.text.max_tokens, 35);
   ASSERT_TRUE(m.text.enc_token_id.has_value());
   EXPECT_EQ(*m.text.enc_token_id, 30523);
   EXPECT_EQ(m.dims.embed, 256);
-  EXPECT_EQ(m.similarity_text_image, "cls");
+  EXPECT_EQ(m.similarity_text_image, mmsearch::ScoreRule::kCls);
   EXPECT_NO_THROW(bundle.verify_files());
   EXPECT_EQ(bundle.identity().rfind("fake-blip@", 0), 0u);
 }
