@@ -7,7 +7,7 @@
 // convert("RGB"), keeps the high byte of 16-bit colour, and ignores gamma. So JPEG goes through
 // libjpeg(-turbo) with Pillow's settings (ISLOW DCT, fancy upsampling, the library's YCbCr->RGB)
 // and PNG through libpng; BMP, TIFF and WebP through OpenCV (same pixels as Pillow, see tests);
-// GIF through our own decoder (image_gif.cpp), since OpenCV 4.6 has no GIF reader.
+// GIF through giflib (image_gif.cpp), since OpenCV 4.6 has no GIF reader.
 //
 // Every decoder reads the header dimensions and applies the pixel limit before allocating the
 // pixel buffer, so a decompression bomb costs a few bytes of reading.
