@@ -7,7 +7,7 @@
 // convert("RGB"), keeps the high byte of 16-bit colour, and ignores gamma. So JPEG goes through
 // libjpeg(-turbo) with Pillow's settings (ISLOW DCT, fancy upsampling, the library's YCbCr->RGB)
 // and PNG through libpng; BMP, TIFF and WebP through OpenCV (same pixels as Pillow, see tests);
-// GIF through our own decoder (image_gif.cpp), since OpenCV 4.6 has no GIF reader.
+// GIF through giflib (image_gif.cpp), since OpenCV 4.6 has no GIF reader.
 //
 // Every decoder reads the header dimensions and applies the pixel limit before allocating the
 // pixel buffer, so a decompression bomb costs a few bytes of reading.
@@ -135,7 +135,12 @@ RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, const std::stri
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
-  check_dimensions(cinfo.image_width, cinfo.image_height, name, options);
+  try {  // the guard throws: free the decoder first (found by fuzz_image_decode as a leak)
+    check_dimensions(cinfo.image_width, cinfo.image_height, name, options);
+  } catch (...) {
+    jpeg_destroy_decompress(&cinfo);
+    throw;
+  }
   // Pillow's mode by component count: 1 -> L, 3 -> RGB, 4 -> CMYK (JpegImagePlugin.SOF).
   bool cmyk = false;
   switch (cinfo.num_components) {
@@ -240,7 +245,12 @@ RgbImage decode_png(const std::uint8_t* data, std::size_t size, const std::strin
   png_read_info(png, info);
   const png_uint_32 width = png_get_image_width(png, info);
   const png_uint_32 height = png_get_image_height(png, info);
-  check_dimensions(width, height, name, options);
+  try {  // as for JPEG: the guard's exception must not leak the read struct
+    check_dimensions(width, height, name, options);
+  } catch (...) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw;
+  }
   const int color_type = png_get_color_type(png, info);
   const int bit_depth = png_get_bit_depth(png, info);
   // Pillow maps 16-bit greyscale to mode "I" (32-bit int); every other 16-bit layout is read

@@ -1,9 +1,20 @@
-// GIF decoding (first frame), since OpenCV 4.6 has no GIF reader and giflib is not a
-// dependency. LZW is small enough to own, and owning it lets us compose the first frame the
-// way Pillow 9.4 does: a canvas of the logical-screen size filled with the frame's
-// transparent index (else 0), the frame drawn at its offset, then the palette (local, else
-// global) looked up. convert("RGB") ignores transparency, so we do too.
+// GIF decoding (first frame) through giflib, since OpenCV 4.6 has no GIF reader. giflib reads
+// the records and decodes the LZW data; the composition is ours, to match Pillow 9.4's
+// Image.open(p).convert("RGB") (GifImagePlugin, measured in tests/cpp/test_image.cpp):
+// - the canvas is the logical screen, grown to hold the first frame where the frame reaches
+//   past it (Pillow 9.4 grows its size; a 0x0 screen takes the frame's size);
+// - it is filled with the frame's transparent index, else 0, and the frame is drawn at its
+//   offset; convert("RGB") ignores transparency, so we do too;
+// - the palette is the local one, else the global one; indices past its end, and images
+//   without any palette, keep Pillow's initial grey ramp (index i -> (i, i, i));
+// - a byte that starts no record is skipped, as Pillow skips it; image data that ends before
+//   the frame's last pixel is "truncated" (Pillow without LOAD_TRUNCATED_IMAGES).
+// Only the first frame is read: nothing after its image data is looked at.
+#include <gif_lib.h>
+
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "image_internal.h"
@@ -11,203 +22,122 @@
 namespace mmsearch::image_detail {
 namespace {
 
-struct Reader {
+struct MemorySource {
   const std::uint8_t* data;
   std::size_t size;
-  std::size_t pos = 0;
-  const std::string& name;
-
-  std::uint8_t u8() {
-    if (pos >= size) fail(name, "image file is truncated");
-    return data[pos++];
-  }
-  std::uint32_t u16() {
-    const std::uint32_t lo = u8();
-    return lo | (u8() << 8);
-  }
-  const std::uint8_t* bytes(std::size_t n) {
-    if (n > size - pos) fail(name, "image file is truncated");
-    const std::uint8_t* p = data + pos;
-    pos += n;
-    return p;
-  }
-  void skip_sub_blocks() {
-    for (std::uint8_t len = u8(); len != 0; len = u8()) bytes(len);
-  }
+  std::size_t pos;
 };
 
-// Decodes the LZW stream of one frame into `indices` (w * h, in stream order).
-void lzw_decode(Reader& r, int min_code_size, std::size_t pixel_count,
-                std::vector<std::uint8_t>& indices) {
-  if (min_code_size < 2 || min_code_size > 11) fail(r.name, "invalid GIF LZW code size");
-  const int clear = 1 << min_code_size;
-  const int end = clear + 1;
-  // Dictionary as (prefix, suffix) pairs; strings are rebuilt backwards into `stack`.
-  std::vector<std::uint16_t> prefix(4096);
-  std::vector<std::uint8_t> suffix(4096), first(4096), stack(4097);
-  for (int i = 0; i < clear; ++i) {
-    suffix[i] = first[i] = static_cast<std::uint8_t>(i);
-    prefix[i] = 0xFFFF;
+// giflib's InputFunc: a short read makes giflib report D_GIF_ERR_READ_FAILED.
+int read_memory(GifFileType* gif, GifByteType* out, int length) {
+  auto* src = static_cast<MemorySource*>(gif->UserData);
+  const std::size_t n =
+      std::min(static_cast<std::size_t>(std::max(length, 0)), src->size - src->pos);
+  std::memcpy(out, src->data + src->pos, n);
+  src->pos += n;
+  return static_cast<int>(n);
+}
+
+struct GifCloser {
+  void operator()(GifFileType* gif) const { DGifCloseFile(gif, nullptr); }
+};
+
+// Every giflib read error names the cause; running out of bytes (READ_FAILED, or an LZW
+// stream that ends early: EOF_TOO_SOON, or an empty data sub-block before the end code:
+// IMAGE_DEFECT) is what Pillow calls a truncated file.
+[[noreturn]] void fail_gif(const std::string& name, int error) {
+  const char* what = GifErrorString(error);
+  const std::string detail = what != nullptr ? what : ("error " + std::to_string(error));
+  if (error == D_GIF_ERR_READ_FAILED || error == D_GIF_ERR_EOF_TOO_SOON ||
+      error == D_GIF_ERR_IMAGE_DEFECT) {
+    fail(name, "image file is truncated (giflib: " + detail + ")");
   }
-  int code_size = min_code_size + 1;
-  int next = clear + 2;
-  int previous = -1;
-  std::uint32_t bit_buffer = 0;
-  int bit_count = 0;
-  std::uint8_t block_left = 0;
-  bool data_ended = false;
-  indices.clear();
-  indices.reserve(pixel_count);
-  while (indices.size() < pixel_count) {
-    while (bit_count < code_size) {
-      if (block_left == 0) {
-        block_left = data_ended ? 0 : r.u8();
-        if (block_left == 0) {
-          data_ended = true;
-          fail(r.name, "image file is truncated (GIF frame data ends early)");
-        }
-      }
-      bit_buffer |= static_cast<std::uint32_t>(r.u8()) << bit_count;
-      bit_count += 8;
-      --block_left;
-    }
-    const int code = static_cast<int>(bit_buffer & ((1u << code_size) - 1));
-    bit_buffer >>= code_size;
-    bit_count -= code_size;
-    if (code == clear) {
-      code_size = min_code_size + 1;
-      next = clear + 2;
-      previous = -1;
-      continue;
-    }
-    if (code == end) break;
-    int top = 0;
-    int walk;
-    if (previous < 0) {
-      if (code >= clear) fail(r.name, "corrupt GIF data");
-      indices.push_back(static_cast<std::uint8_t>(code));
-      previous = code;
-      continue;
-    }
-    if (code < next) {
-      walk = code;
-    } else if (code == next) {  // the KwKwK case: previous string + its first byte
-      stack[top++] = first[previous];
-      walk = previous;
-    } else {
-      fail(r.name, "corrupt GIF data");
-    }
-    while (walk >= clear) {  // codes above clear+1 are dictionary entries
-      stack[top++] = suffix[walk];
-      walk = prefix[walk];
-    }
-    stack[top++] = static_cast<std::uint8_t>(walk);
-    if (next < 4096) {  // a full table stays as it is until the next clear code
-      prefix[next] = static_cast<std::uint16_t>(previous);
-      suffix[next] = static_cast<std::uint8_t>(walk);
-      first[next] = first[previous];
-      ++next;
-      if (next == (1 << code_size) && code_size < 12) ++code_size;
-    }
-    while (top > 0 && indices.size() < pixel_count) indices.push_back(stack[--top]);
-    previous = code;
-  }
-  if (indices.size() < pixel_count) fail(r.name, "image file is truncated");
-  // Skip what is left of this frame's sub-blocks.
-  if (!data_ended) {
-    r.bytes(block_left);
-    r.skip_sub_blocks();
-  }
+  fail(name, "cannot decode GIF (giflib: " + detail + ")");
 }
 
 }  // namespace
 
 RgbImage decode_gif_first_frame(const std::uint8_t* data, std::size_t size, const std::string& name,
                                 const DecodeOptions& options) {
-  Reader r{data, size, 0, name};
-  r.bytes(6);  // signature, checked by the caller
-  const int screen_w = static_cast<int>(r.u16());
-  const int screen_h = static_cast<int>(r.u16());
-  check_dimensions(screen_w, screen_h, name, options);
-  const std::uint8_t flags = r.u8();
-  r.u8();  // background colour index: Pillow does not paint it on frame 0
-  r.u8();  // pixel aspect ratio
-  std::vector<std::uint8_t> global_palette;
-  if (flags & 0x80) {
-    const std::size_t n = std::size_t{3} << ((flags & 7) + 1);
-    const std::uint8_t* p = r.bytes(n);
-    global_palette.assign(p, p + n);
-  }
+  MemorySource src{data, size, 0};
+  int error = D_GIF_SUCCEEDED;
+  // DGifOpen reads the signature, the logical screen descriptor and the global palette.
+  std::unique_ptr<GifFileType, GifCloser> gif(DGifOpen(&src, read_memory, &error));
+  if (!gif) fail_gif(name, error);
+  const int screen_w = gif->SWidth, screen_h = gif->SHeight;
+  // The bomb guard on the screen before anything else is read (a 0x0 screen waits for the
+  // frame, which then gives the size).
+  if (screen_w > 0 || screen_h > 0) check_dimensions(screen_w, screen_h, name, options);
+
   int transparent = -1;
   for (;;) {
-    const std::uint8_t block = r.u8();
-    if (block == 0x3B) fail(name, "GIF has no image frame");
-    if (block == 0x21) {
-      const std::uint8_t label = r.u8();
-      if (label == 0xF9) {  // graphic control extension: remember the transparent index
-        const std::uint8_t len = r.u8();
-        const std::uint8_t* p = r.bytes(len);
-        if (len >= 4 && (p[0] & 1)) transparent = p[3];
+    GifRecordType record;
+    if (DGifGetRecordType(gif.get(), &record) == GIF_ERROR) {
+      if (gif->Error == D_GIF_ERR_WRONG_RECORD) continue;  // a stray byte, as Pillow skips it
+      fail_gif(name, gif->Error);
+    }
+    if (record == TERMINATE_RECORD_TYPE) fail(name, "GIF has no image frame");
+    if (record == EXTENSION_RECORD_TYPE) {
+      int code = 0;
+      GifByteType* block = nullptr;  // block[0] is the sub-block length
+      if (DGifGetExtension(gif.get(), &code, &block) == GIF_ERROR) fail_gif(name, gif->Error);
+      // Graphic control extension: the last one before the frame with the transparency flag
+      // set gives the fill index.
+      if (code == GRAPHICS_EXT_FUNC_CODE && block != nullptr && block[0] >= 4 && (block[1] & 1)) {
+        transparent = block[4];
       }
-      r.skip_sub_blocks();
+      while (block != nullptr) {
+        if (DGifGetExtensionNext(gif.get(), &block) == GIF_ERROR) fail_gif(name, gif->Error);
+      }
       continue;
     }
-    if (block != 0x2C) fail(name, "corrupt GIF block");
-    const int left = static_cast<int>(r.u16());
-    const int top = static_cast<int>(r.u16());
-    const int w = static_cast<int>(r.u16());
-    const int h = static_cast<int>(r.u16());
-    const std::uint8_t frame_flags = r.u8();
-    std::vector<std::uint8_t> palette = global_palette;
-    if (frame_flags & 0x80) {
-      const std::size_t n = std::size_t{3} << ((frame_flags & 7) + 1);
-      const std::uint8_t* p = r.bytes(n);
-      palette.assign(p, p + n);
-    }
-    check_dimensions(std::max(w, 1), std::max(h, 1), name, options);
-    std::vector<std::uint8_t> indices;
-    lzw_decode(r, r.u8(), static_cast<std::size_t>(w) * h, indices);
-
-    std::vector<std::uint8_t> canvas(static_cast<std::size_t>(screen_w) * screen_h,
-                                     static_cast<std::uint8_t>(transparent < 0 ? 0 : transparent));
-    const bool interlaced = frame_flags & 0x40;
-    // Interlaced frames store rows in four passes: every 8th from 0, from 4, every 4th from 2,
-    // every 2nd from 1.
-    std::vector<int> row_order;
-    row_order.reserve(h);
-    if (interlaced) {
-      for (int y = 0; y < h; y += 8) row_order.push_back(y);
-      for (int y = 4; y < h; y += 8) row_order.push_back(y);
-      for (int y = 2; y < h; y += 4) row_order.push_back(y);
-      for (int y = 1; y < h; y += 2) row_order.push_back(y);
-    } else {
-      for (int y = 0; y < h; ++y) row_order.push_back(y);
-    }
-    for (int i = 0; i < h; ++i) {
-      const int cy = top + row_order[i];
-      if (cy >= screen_h) continue;
-      for (int x = 0; x < w; ++x) {
-        const int cx = left + x;
-        if (cx >= screen_w) break;
-        canvas[static_cast<std::size_t>(cy) * screen_w + cx] =
-            indices[static_cast<std::size_t>(i) * w + x];
-      }
-    }
-    RgbImage out;
-    out.width = screen_w;
-    out.height = screen_h;
-    out.pixels.resize(canvas.size() * 3);
-    const std::size_t entries = palette.size() / 3;
-    for (std::size_t i = 0; i < canvas.size(); ++i) {
-      const std::uint8_t index = canvas[i];
-      if (index < entries) {
-        std::memcpy(&out.pixels[i * 3], &palette[index * 3], 3);
-      } else {  // Pillow's palettes start as a grey ramp; missing entries keep it
-        out.pixels[i * 3] = out.pixels[i * 3 + 1] = out.pixels[i * 3 + 2] = index;
-      }
-    }
-    return out;
+    break;  // IMAGE_DESC_RECORD_TYPE
   }
+  if (DGifGetImageDesc(gif.get()) == GIF_ERROR) fail_gif(name, gif->Error);
+  const GifImageDesc& frame = gif->Image;
+  const int left = frame.Left, top = frame.Top, w = frame.Width, h = frame.Height;
+  if (w <= 0 || h <= 0) fail(name, "GIF frame has no pixels");
+  const int canvas_w = std::max(screen_w, left + w);
+  const int canvas_h = std::max(screen_h, top + h);
+  check_dimensions(canvas_w, canvas_h, name, options);
+
+  std::vector<std::uint8_t> canvas(static_cast<std::size_t>(canvas_w) * canvas_h,
+                                   static_cast<std::uint8_t>(transparent < 0 ? 0 : transparent));
+  // Interlaced frames store their rows in four passes: every 8th row from 0, every 8th from
+  // 4, every 4th from 2, every 2nd from 1. giflib hands rows over in stream order.
+  std::vector<int> rows;
+  rows.reserve(h);
+  if (frame.Interlace) {
+    for (const auto& [start, step] : {std::pair{0, 8}, {4, 8}, {2, 4}, {1, 2}}) {
+      for (int y = start; y < h; y += step) rows.push_back(y);
+    }
+  } else {
+    for (int y = 0; y < h; ++y) rows.push_back(y);
+  }
+  for (const int y : rows) {
+    GifPixelType* line = &canvas[static_cast<std::size_t>(top + y) * canvas_w + left];
+    if (DGifGetLine(gif.get(), line, w) == GIF_ERROR) fail_gif(name, gif->Error);
+  }
+
+  const ColorMapObject* palette = frame.ColorMap != nullptr ? frame.ColorMap : gif->SColorMap;
+  const int entries = palette != nullptr ? palette->ColorCount : 0;
+  RgbImage out;
+  out.width = canvas_w;
+  out.height = canvas_h;
+  out.pixels.resize(canvas.size() * 3);
+  for (std::size_t i = 0; i < canvas.size(); ++i) {
+    const std::uint8_t index = canvas[i];
+    std::uint8_t* px = &out.pixels[i * 3];
+    if (index < entries) {
+      const GifColorType& c = palette->Colors[index];
+      px[0] = c.Red;
+      px[1] = c.Green;
+      px[2] = c.Blue;
+    } else {
+      px[0] = px[1] = px[2] = index;
+    }
+  }
+  return out;
 }
 
 }  // namespace mmsearch::image_detail

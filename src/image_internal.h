@@ -22,14 +22,15 @@ void check_dimensions(std::int64_t width, std::int64_t height, const std::string
                       const DecodeOptions& options);
 
 // EXIF Orientation (1..8) found in the file's metadata, 1 when absent or unreadable. Reads the
-// same places Pillow's getexif() does for each format: JPEG APP1 "Exif", PNG eXIf, WebP EXIF,
-// TIFF IFD0.
+// same places Pillow's getexif() does for each format: JPEG APP1 "Exif", PNG eXIf, WebP EXIF
+// (parsed by libexif), TIFF IFD0.
 int exif_orientation(ImageFormat format, const std::uint8_t* data, std::size_t size);
 
 // Pillow's ImageOps.exif_transpose pixel mapping for orientation 1..8.
 RgbImage apply_orientation(RgbImage image, int orientation);
 
-// Own GIF decoder (OpenCV 4.6 has none): the first frame, as Pillow 9.4 composes it.
+// GIF through giflib (OpenCV 4.6 has no GIF reader): the first frame, as Pillow 9.4
+// composes it.
 RgbImage decode_gif_first_frame(const std::uint8_t* data, std::size_t size, const std::string& name,
                                 const DecodeOptions& options);
 

@@ -41,5 +41,6 @@ if(MMSEARCH_FUZZ)
   target_compile_options(fuzz_image_decode PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=undefined)
   target_link_options(fuzz_image_decode PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(fuzz_image_decode PRIVATE ${OpenCV_LIBS} PkgConfig::LIBJPEG PkgConfig::LIBPNG)
+  target_link_libraries(fuzz_image_decode PRIVATE ${OpenCV_LIBS} PkgConfig::LIBJPEG PkgConfig::LIBPNG
+                                                  GIF::GIF PkgConfig::LIBEXIF)
 endif()

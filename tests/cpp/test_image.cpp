@@ -156,9 +156,9 @@ DecodeOptions strict_lavis() {
   return o;
 }
 
-std::vector<fs::path> data_files(const std::string& subset) {
+std::vector<fs::path> data_files(const fs::path& folder) {
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(kShared / "data" / subset)) {
+  for (const auto& e : fs::directory_iterator(folder)) {
     const auto ext = e.path().extension().string();
     if (ext == ".md" || ext == ".py" || ext == ".csv") continue;
     files.push_back(e.path());
@@ -168,9 +168,10 @@ std::vector<fs::path> data_files(const std::string& subset) {
 }
 
 // Decodes every file of a data folder with strict and default options and compares with
-// Pillow; files Pillow refuses must give Error(kInput) naming the file.
-void check_folder_against_pillow(const std::string& subset) {
-  const auto files = data_files(subset);
+// Pillow; files Pillow refuses must give Error(kInput) naming the file. `subset` names the
+// references' folder (decode/<subset>).
+void check_folder_against_pillow(const std::string& subset, const fs::path& folder) {
+  const auto files = data_files(folder);
   ASSERT_FALSE(files.empty());
   for (const auto& file : files) {
     SCOPED_TRACE(file.string());
@@ -304,9 +305,46 @@ TEST(ImageNormalize, ChwLayoutAndValues) {
   EXPECT_FLOAT_EQ(chw[5], (30.0f / 255.0f - kMean[2]) / kStd[2]);
 }
 
-TEST(ImageDecode, PhotosEqualPillow) { check_folder_against_pillow("photos"); }
+TEST(ImageDecode, PhotosEqualPillow) {
+  check_folder_against_pillow("photos", kShared / "data" / "photos");
+}
 
-TEST(ImageDecode, EdgeFilesEqualPillowOrFailCleanly) { check_folder_against_pillow("edge"); }
+TEST(ImageDecode, EdgeFilesEqualPillowOrFailCleanly) {
+  check_folder_against_pillow("edge", kShared / "data" / "edge");
+}
+
+// Inputs make_pil_references.py writes because the shared data lacks them: interlaced and
+// offset GIF frames, frames past the logical screen, short or missing palettes, GIF data that
+// ends early, and EXIF orientation in a PNG eXIf chunk (before and after IDAT), a WebP EXIF
+// chunk, a JPEG with XMP before EXIF (and orientation as a LONG), and malformed EXIF
+// (orientation only in IFD1, two values, out of range, IFD cut short).
+TEST(ImageDecode, GeneratedGifAndExifVariantsEqualPillow) {
+  check_folder_against_pillow("generated", pil_refs() / "generated");
+  EXPECT_TRUE(fs::exists(pil_refs() / "decode" / "generated" / "gif_interlaced_23x37.gif.npy"));
+  EXPECT_TRUE(
+      fs::exists(pil_refs() / "decode" / "generated" / "png_exif_orientation_6.png.exif.npy"));
+}
+
+// A GIF cut in the middle of its image data (and one whose data blocks stop early) is
+// refused as truncated, as Pillow does without LOAD_TRUNCATED_IMAGES.
+TEST(ImageDecode, GifCutInImageDataIsTruncated) {
+  const auto gif = read_bytes(kShared / "data" / "edge" / "sample.gif");
+  ASSERT_GT(gif.size(), 10000u);
+  for (double keep : {0.1, 0.5, 0.99}) {
+    SCOPED_TRACE(keep);
+    const std::vector<std::uint8_t> cut(gif.begin(), gif.begin() + std::size_t(gif.size() * keep));
+    const std::string msg = decode_error(cut);
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("crafted"), std::string::npos) << msg;
+  }
+  for (const char* name : {"gif_cut_in_image_data.gif", "gif_data_ends_early.gif"}) {
+    const std::string msg = decode_error(read_bytes(pil_refs() / "generated" / name));
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << name << ": " << msg;
+  }
+  // Only the header and the palette: no frame.
+  const std::vector<std::uint8_t> header(gif.begin(), gif.begin() + 13 + 768);
+  EXPECT_NE(decode_error(header), "");
+}
 
 TEST(ImageDecode, EdgeErrorsSayWhy) {
   const fs::path edge = kShared / "data" / "edge";
@@ -386,6 +424,18 @@ TEST(ImageDecode, DecompressionBombRefusedFromHeader) {
     auto gif = read_bytes(edge / "sample.gif");
     gif[6] = gif[7] = gif[8] = gif[9] = 0xFF;
     expect_limit(gif, "gif");
+    // The first frame 65535 x 65535 at offset (65535, 65535) on a small screen: Pillow grows
+    // the canvas to hold the frame, and the limit applies to the grown canvas.
+    auto frame = read_bytes(edge / "sample.gif");
+    std::size_t pos = 13 + ((frame[10] & 0x80) ? (std::size_t{3} << ((frame[10] & 7) + 1)) : 0);
+    while (frame[pos] == 0x21) {  // extensions
+      pos += 2;
+      while (frame[pos] != 0) pos += frame[pos] + 1;
+      ++pos;
+    }
+    ASSERT_EQ(frame[pos], 0x2C);
+    for (int i = 1; i <= 8; ++i) frame[pos + i] = 0xFF;
+    expect_limit(frame, "gif frame");
   }
   {  // BMP: width/height at 18 and 22
     auto bmp = read_bytes(edge / "sample.bmp");
