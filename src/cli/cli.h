@@ -50,6 +50,24 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global);
 Command register_eval(CLI::App& root, GlobalOptions& global);
 Command register_translate(CLI::App& root, GlobalOptions& global);
 
+// --models, --threads, --dtype, --no-verify, -v and -q, in a "Global options" group of `app`.
+void add_global_options(CLI::App* app, GlobalOptions& global);
+
+// CLI11 reads an argument written "[a,b]" as the list "a", "b" (its vector syntax), which
+// would silently change a caption or a query such as "[SEP][CLS]". verbatim_arguments() marks
+// such arguments before parsing (in the reversed order CLI11's parse(vector) takes), and
+// keep_arguments_verbatim() gives every option of `app` and its subcommands a transform that
+// removes the mark, so every value reaches the library byte for byte.
+std::vector<std::string> verbatim_arguments(int argc, char** argv);
+void keep_arguments_verbatim(CLI::App& app);
+
+// The texts of a text file, one per line ("-" reads standard input). A final newline ends the
+// last line rather than adding an empty text; "\r\n" endings are read as "\n". Throws
+// Error(kInput) naming the file when it can't be read.
+std::vector<std::string> read_text_lines(const std::string& path);
+// Appends read_text_lines(path) to `texts` when path is not empty (--from-file).
+void append_texts_from_file(const std::string& path, std::vector<std::string>& texts);
+
 // Finds and opens a bundle by name (or the default model when empty), verifying its hashes
 // unless --no-verify was given.
 Bundle open_bundle(const GlobalOptions& global, const std::string& name);

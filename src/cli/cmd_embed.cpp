@@ -48,7 +48,8 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
       "Examples:\n"
       "  mmsearch embed --model blip-base --image pizza.jpg --text \"a pizza\"\n"
       "  mmsearch embed --model blip2-vitL --image a.jpg --image b.png --out feats/\n"
-      "  mmsearch embed --text \"lasagne al ragù\" --mode text --json");
+      "  mmsearch embed --text \"lasagne al ragù\" --mode text --json\n"
+      "  mmsearch embed --from-file queries.txt --out feats/");
   struct Options {
     std::string model;
     std::vector<std::string> images;
@@ -58,11 +59,14 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
     bool no_exif = false;
     int text_length = 0;
     std::int64_t max_pixels = DecodeOptions{}.max_pixels;
+    std::string from_file;
   };
   auto options = std::make_shared<Options>();
   app->add_option("--model,-m", options->model, "Model bundle (default: the default model)");
   app->add_option("--image,-i", options->images, "Image file (repeatable)");
   app->add_option("--text,-t", options->texts, "Text (repeatable)");
+  app->add_option("--from-file", options->from_file,
+                  "Also embed every line of this file as a text ('-': standard input)");
   app->add_option("--mode", options->mode,
                   "Only this path: image, text or multimodal (default: all the inputs allow)")
       ->check(CLI::IsMember({"image", "text", "multimodal"}));
@@ -77,6 +81,7 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
 
   return {
       app, [&global, options]() {
+        append_texts_from_file(options->from_file, options->texts);
         const bool want_image =
             options->mode.empty() ? !options->images.empty() : options->mode == "image";
         const bool want_text =

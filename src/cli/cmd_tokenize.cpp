@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "mmsearch/error.h"
 #include "mmsearch/text.h"
 
 namespace mmsearch::cli {
@@ -13,12 +14,15 @@ Command register_tokenize(CLI::App& root, GlobalOptions& global) {
   app->footer(
       "Examples:\n"
       "  mmsearch tokenize --model blip-base \"Lasagne al ragù\"\n"
-      "  mmsearch tokenize --model blip2-vitL --max-tokens 0 --raw \"[CLS] x\"");
+      "  mmsearch tokenize --model blip2-vitL --max-tokens 0 --raw \"[CLS] x\"\n"
+      "  mmsearch tokenize -- \"-5 degrees\"\n"
+      "  mmsearch tokenize --from-file captions.txt");
   struct Options {
     std::string model;
     std::vector<std::string> texts;
     int max_tokens = -1;
     bool raw = false;
+    std::string from_file;
   };
   auto options = std::make_shared<Options>();
   app->add_option("--model,-m", options->model, "Model bundle (default: the default model)");
@@ -26,9 +30,15 @@ Command register_tokenize(CLI::App& root, GlobalOptions& global) {
                   "Truncate to this many ids incl. [CLS]/[SEP]; 0 = none (default: the "
                   "model's query limit)");
   app->add_flag("--raw", options->raw, "Skip caption normalisation (pre_caption)");
-  app->add_option("texts", options->texts, "Texts to tokenise")->required();
+  app->add_option("texts", options->texts, "Texts to tokenise (after -- when one starts with -)");
+  app->add_option("--from-file", options->from_file,
+                  "Also tokenise every line of this file ('-': standard input)");
 
   return {app, [&global, options]() {
+            append_texts_from_file(options->from_file, options->texts);
+            if (options->texts.empty()) {
+              throw Error(ErrorKind::kUsage, "give at least one text, or --from-file FILE");
+            }
             // Only the manifest and vocab are needed: no TorchScript module is loaded.
             Encoder encoder(open_bundle(global, options->model));
             const Manifest& manifest = encoder.manifest();

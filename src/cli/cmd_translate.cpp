@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "mmsearch/error.h"
 #include "mmsearch/translate.h"
 
 namespace mmsearch::cli {
@@ -15,6 +16,7 @@ Command register_translate(CLI::App& root, GlobalOptions& global) {
       "Examples:\n"
       "  mmsearch translate --model opus-mt-it-en \"Lasagne al ragù\" \"Un caffè, per favore\"\n"
       "  mmsearch translate --model opus-mt-it-en --beams 1 --json \"Ciao!\"\n"
+      "  mmsearch translate --from-file didascalie.txt > captions.txt\n"
       "Export the model first: scripts/export_models.py export opus-mt-it-en");
   struct Options {
     std::string model = "opus-mt-it-en";
@@ -24,6 +26,7 @@ Command register_translate(CLI::App& root, GlobalOptions& global) {
     int max_length = 0;
     double length_penalty = -1e30;
     int batch_size = 16;
+    std::string from_file;
   };
   auto options = std::make_shared<Options>();
   app->add_option("--model,-m", options->model,
@@ -40,9 +43,15 @@ Command register_translate(CLI::App& root, GlobalOptions& global) {
       ->check(CLI::Range(1, 4096));
   app->add_flag("--json", options->json,
                 "One JSON line per text: source, translation, ids, score, warning");
-  app->add_option("texts", options->texts, "Texts to translate")->required();
+  app->add_option("texts", options->texts, "Texts to translate (after -- when one starts with -)");
+  app->add_option("--from-file", options->from_file,
+                  "Also translate every line of this file ('-': standard input)");
 
   return {app, [&global, options]() {
+            append_texts_from_file(options->from_file, options->texts);
+            if (options->texts.empty()) {
+              throw Error(ErrorKind::kUsage, "give at least one text, or --from-file FILE");
+            }
             const auto dir =
                 Translator::locate(options->model, model_search_path(global.models_dir));
             Translator translator(dir, !global.no_verify);

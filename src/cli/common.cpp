@@ -1,6 +1,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
 
 #include "cli.h"
 #include "mmsearch/error.h"
@@ -10,6 +12,73 @@
 namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
+namespace {
+
+// Starts an argument that CLI11 must not read as a list; see verbatim_arguments().
+constexpr char kVerbatimMark = '\x1e';
+
+}  // namespace
+
+void add_global_options(CLI::App* app, GlobalOptions& global) {
+  CLI::Option_group* group = app->add_option_group("Global options");
+  group->add_option("--models", global.models_dir,
+                    "Folder of model bundles (searched before $MMSEARCH_MODELS and ./models)");
+  group->add_option("--threads", global.threads, "Cores mmsearch may use (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  group->add_option("--dtype", global.dtype, "Inference precision: fp32 or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  group->add_flag("--no-verify", global.no_verify, "Skip checking bundle files against sha256");
+  group->add_flag("-v,--verbose", global.verbose, "Debug logging on stderr");
+  group->add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
+}
+
+std::vector<std::string> verbatim_arguments(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) {
+    std::string arg = argv[i];
+    // An argument that already starts with the mark is marked too, so that removing one mark
+    // always gives back what was typed.
+    const bool list_like = arg.size() >= 2 && arg.front() == '[' && arg.back() == ']';
+    if (list_like || (!arg.empty() && arg.front() == kVerbatimMark)) arg.insert(0, 1, kVerbatimMark);
+    args.push_back(std::move(arg));
+  }
+  return args;
+}
+
+void keep_arguments_verbatim(CLI::App& app) {
+  const CLI::Validator unmark(
+      [](std::string& value) {
+        if (!value.empty() && value.front() == kVerbatimMark) value.erase(0, 1);
+        return std::string();
+      },
+      "");
+  for (CLI::Option* option : app.get_options()) option->transform(unmark);
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    keep_arguments_verbatim(*sub);
+  }
+}
+
+std::vector<std::string> read_text_lines(const std::string& path) {
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path, std::ios::binary);
+    if (!file) throw Error(ErrorKind::kInput, path + ": cannot read the texts file");
+  }
+  std::istream& in = path == "-" ? std::cin : file;
+  std::vector<std::string> texts;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    texts.push_back(std::move(line));
+  }
+  if (in.bad()) throw Error(ErrorKind::kInput, path + ": read error in the texts file");
+  return texts;
+}
+
+void append_texts_from_file(const std::string& path, std::vector<std::string>& texts) {
+  if (path.empty()) return;
+  for (auto& text : read_text_lines(path)) texts.push_back(std::move(text));
+}
 
 std::string default_model_name(const GlobalOptions& global) {
   if (const char* env = std::getenv("MMSEARCH_DEFAULT_MODEL"); env && *env) return env;

@@ -46,25 +46,20 @@ int main(int argc, char** argv) {
       "Run 'mmsearch COMMAND --help' for a command's options and examples.");
 
   GlobalOptions global;
-  app.add_option("--models", global.models_dir,
-                 "Folder of model bundles (searched before $MMSEARCH_MODELS and ./models)");
-  app.add_option("--threads", global.threads, "Cores mmsearch may use (default: all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--dtype", global.dtype, "Inference precision: fp32 or bf16")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
-  app.add_flag("--no-verify", global.no_verify, "Skip checking bundle files against sha256");
-  app.add_flag("-v,--verbose", global.verbose, "Debug logging on stderr");
-  app.add_flag("-q,--quiet", global.quiet, "Only errors on stderr");
-
+  add_global_options(&app, global);
   std::vector<Command> commands = {
       register_models(app, global), register_tokenize(app, global),
       register_embed(app, global),  register_index(app, global),
       register_query(app, global),  register_simmatrix(app, global),
       register_eval(app, global),   register_translate(app, global),
   };
+  // Global options are accepted on either side of the subcommand, and each subcommand's help
+  // lists them.
+  for (auto& command : commands) add_global_options(command.app, global);
+  keep_arguments_verbatim(app);
 
   try {
-    app.parse(argc, argv);
+    app.parse(verbatim_arguments(argc, argv));
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help / the error in CLI11's words
     return code == 0 ? kExitOk : kExitUsage;

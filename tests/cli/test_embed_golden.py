@@ -49,7 +49,7 @@ def deterministic_bundle(name: str) -> Path:
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.skipif(
     n not in FAST and not ALL, reason="slow model: set MMSEARCH_ALL_MODELS=1")) for n in MODELS])
-def test_embed_matches_lavis_golden(mmsearch_bin, tmp_path, name):
+def test_embed_matches_lavis_golden(mmsearch_bin, tmp_path, name, shared):
     bundle = deterministic_bundle(name)
     golden_dir = GOLDEN / MODELS[name]
     inputs = json.loads((GOLDEN / "inputs" / "inputs.json").read_text())

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/image.h"
 
@@ -222,6 +223,7 @@ std::string decode_error(const std::vector<std::uint8_t>& bytes, const DecodeOpt
 // ------------------------------------------------------------------ tests
 
 TEST(ImageResize, BitExactAgainstLavisGoldens) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   int checked = 0;
   for (const auto& e : fs::directory_iterator(kGolden)) {
     if (e.path().extension() != ".png") continue;
@@ -255,6 +257,7 @@ TEST(ImageResize, BitExactAgainstLavisGoldens) {
 }
 
 TEST(ImageResize, MatchesPillowOnOddSizes) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   std::ifstream cases(pil_refs() / "resize" / "cases.txt");
   std::string name;
   int w, h, count = 0;
@@ -269,6 +272,7 @@ TEST(ImageResize, MatchesPillowOnOddSizes) {
 }
 
 TEST(ImageResize, DecodedPhotosMatchPillowPipeline) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   int count = 0;
   for (const auto& e : fs::directory_iterator(pil_refs() / "photo_resize")) {
     const std::string stem = e.path().stem().string();  // <photo stem>_<size>
@@ -286,6 +290,7 @@ TEST(ImageResize, DecodedPhotosMatchPillowPipeline) {
 }
 
 TEST(ImageResize, SameSizeIsACopyAndBadSizesThrow) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   RgbImage image = load_rgb_npy(pil_refs() / "resize" / "3x2_to_5x7_src.npy");
   EXPECT_TRUE(same_pixels(mmsearch::resize_bicubic_pil(image, 3, 2), image));
   EXPECT_THROW(mmsearch::resize_bicubic_pil(image, 0, 5), Error);
@@ -306,10 +311,12 @@ TEST(ImageNormalize, ChwLayoutAndValues) {
 }
 
 TEST(ImageDecode, PhotosEqualPillow) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   check_folder_against_pillow("photos", kShared / "data" / "photos");
 }
 
 TEST(ImageDecode, EdgeFilesEqualPillowOrFailCleanly) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   check_folder_against_pillow("edge", kShared / "data" / "edge");
 }
 
@@ -319,6 +326,7 @@ TEST(ImageDecode, EdgeFilesEqualPillowOrFailCleanly) {
 // chunk, a JPEG with XMP before EXIF (and orientation as a LONG), and malformed EXIF
 // (orientation only in IFD1, two values, out of range, IFD cut short).
 TEST(ImageDecode, GeneratedGifAndExifVariantsEqualPillow) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   check_folder_against_pillow("generated", pil_refs() / "generated");
   EXPECT_TRUE(fs::exists(pil_refs() / "decode" / "generated" / "gif_interlaced_23x37.gif.npy"));
   EXPECT_TRUE(
@@ -328,6 +336,7 @@ TEST(ImageDecode, GeneratedGifAndExifVariantsEqualPillow) {
 // A GIF cut in the middle of its image data (and one whose data blocks stop early) is
 // refused as truncated, as Pillow does without LOAD_TRUNCATED_IMAGES.
 TEST(ImageDecode, GifCutInImageDataIsTruncated) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const auto gif = read_bytes(kShared / "data" / "edge" / "sample.gif");
   ASSERT_GT(gif.size(), 10000u);
   for (double keep : {0.1, 0.5, 0.99}) {
@@ -347,6 +356,7 @@ TEST(ImageDecode, GifCutInImageDataIsTruncated) {
 }
 
 TEST(ImageDecode, EdgeErrorsSayWhy) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path edge = kShared / "data" / "edge";
   auto message = [](const fs::path& p) -> std::string {
     try {
@@ -364,6 +374,7 @@ TEST(ImageDecode, EdgeErrorsSayWhy) {
 }
 
 TEST(ImageDecode, ExifOrientationMatchesPillowExifTranspose) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   for (int n = 1; n <= 8; ++n) {
     SCOPED_TRACE(n);
     const fs::path file = pil_refs() / "orient" / ("orient_" + std::to_string(n) + ".jpg");
@@ -380,6 +391,7 @@ TEST(ImageDecode, ExifOrientationMatchesPillowExifTranspose) {
 }
 
 TEST(ImageDecode, FromMemoryEqualsFromFile) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path file = kShared / "data/photos/pizza_sliced.jpg";
   const auto bytes = read_bytes(file);
   EXPECT_TRUE(
@@ -390,6 +402,7 @@ TEST(ImageDecode, FromMemoryEqualsFromFile) {
 // Headers claiming huge sizes over a few bytes of data must be refused by the pixel limit,
 // not by an allocation failure or a truncation error: the guard runs before any pixel buffer.
 TEST(ImageDecode, DecompressionBombRefusedFromHeader) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path edge = kShared / "data" / "edge";
   auto expect_limit = [](const std::vector<std::uint8_t>& bytes, const char* what) {
     const std::string msg = decode_error(bytes);
@@ -462,6 +475,7 @@ TEST(ImageDecode, DecompressionBombRefusedFromHeader) {
 }
 
 TEST(ImageDecode, LooksLikeImageSniffsContent) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path edge = kShared / "data" / "edge";
   for (const char* yes : {"sample.bmp", "sample.gif", "sample.tiff", "sample.webp",
                           "progressive.jpg", "one_pixel.png", "truncated.jpg"}) {
@@ -476,6 +490,7 @@ TEST(ImageDecode, LooksLikeImageSniffsContent) {
 // Garbage and cut-off files of every format: a clean Error, never a crash or another
 // exception type.
 TEST(ImageDecode, CorruptInputsGiveCleanErrors) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path edge = kShared / "data" / "edge";
   // The library never prints (OpenCV's imdecode would, on a throwing decoder).
   ::testing::internal::CaptureStderr();

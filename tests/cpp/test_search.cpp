@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 
+#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/search.h"
 #include "random_embeddings.h"
@@ -131,6 +132,7 @@ TEST(ScoreRules, MeanOfQueriesIsACosineOfMeans) {
 }
 
 TEST(ScoreRules, ReproduceLavisItcScoresFromGoldenData) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path golden = fs::path(MMSEARCH_SHARED_DIR) / "golden";
   struct Case {
     const char* folder;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/text.h"
 
@@ -155,6 +156,7 @@ TEST_F(TextGoldenTest, CharactersNewerThanPython311AreUnassigned) {
 }
 
 TEST_F(TextGoldenTest, SpecialTokenRevealedByCleaningStaysWhole) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   // Without lowercasing, a control character inside "[CLS]" hides it from the special-token
   // split, clean_text then removes it, and BasicTokenizer keeps the word whole.
   TokenizerOptions cased = blip2_options();

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/translate.h"
 
@@ -63,6 +64,7 @@ std::vector<std::vector<int64_t>> unpad(const nlohmann::json& seqs, int64_t pad)
 }  // namespace
 
 TEST(Translate, TokenizerCasesThroughShim) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   if (!fs::exists(kGolden / "tokenizer" / "cases.jsonl")) GTEST_SKIP() << "no goldens";
   const fs::path t = kGolden / "tokenizer";
   MarianTokenizer tok(t / "source.spm", t / "target.spm", t / "vocab.json", 512);
@@ -101,6 +103,7 @@ TEST(Translate, TokenizerCasesThroughShim) {
 }
 
 TEST(Translate, NulInTextIsPassedWithItsLength) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   if (!fs::exists(kGolden / "tokenizer")) GTEST_SKIP() << "no goldens";
   const fs::path t = kGolden / "tokenizer";
   MarianTokenizer tok(t / "source.spm", t / "target.spm", t / "vocab.json");
@@ -164,6 +167,7 @@ TEST(Translate, GoldenFinalLogitsBiasSupplement) {
 }
 
 TEST(Translate, GoldenDecodedTexts) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   REQUIRE_GOLDEN();
   const auto index = read_json(kGolden / "model" / "index.json");
   Translator& tr = det(false);
