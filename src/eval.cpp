@@ -7,7 +7,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
+#include "mmsearch/index.h"
+#include "mmsearch/search.h"
 
 namespace mmsearch {
 namespace {
@@ -153,6 +156,50 @@ CategoryPrecision category_precision_at_k(const std::vector<float>& scores, cons
   }
   if (result.queries > 0) result.precision = sum / result.queries;
   return result;
+}
+
+EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
+                           const std::string& model_id, const std::filesystem::path& scope) {
+  const LoadedVectors images = store.load_vectors(model_id, scope, VectorKind::kImageProj);
+  const LoadedVectors captions = store.load_vectors(model_id, scope, VectorKind::kTextProj);
+  if (images.embeddings.count == 0) {
+    throw Error(ErrorKind::kInput, scope.string() + ": no readable images to evaluate on");
+  }
+  if (captions.embeddings.count == 0) {
+    throw Error(ErrorKind::kInput, scope.string() +
+                                       ": no captions (evaluation needs captions.csv, .tsv, "
+                                       ".jsonl or sidecar .txt files)");
+  }
+  EvalSet set;
+  std::unordered_map<std::int64_t, std::int64_t> image_of_file;
+  for (std::size_t i = 0; i < images.owners.size(); ++i) {
+    image_of_file[images.owners[i].file_id] = static_cast<std::int64_t>(i);
+    set.image_categories.push_back(images.owners[i].category);
+  }
+  for (const auto& owner : captions.owners) {
+    set.caption_texts.push_back(owner.caption);
+    set.caption_image.push_back(image_of_file.at(owner.file_id));
+  }
+  const ScoreRule text_image = manifest.similarity_text_image;
+  const ScoreRule image_image = manifest.similarity_image_image;
+  const Embeddings& image_items = images.embeddings;
+  const Embeddings reduced = image_image == ScoreRule::kMeanOfQueries
+                                 ? mean_of_queries(image_items)
+                                 : Embeddings{};
+  const Embeddings& image_side = image_image == ScoreRule::kMeanOfQueries ? reduced : image_items;
+
+  EvalReport report;
+  report.model = manifest.name;
+  report.model_id = model_id;
+  report.images = images.embeddings.count;
+  report.captions = captions.embeddings.count;
+  report.text_to_image = text_to_image_recall(
+      score_matrix(captions.embeddings, image_items, text_image), set);
+  report.image_to_text = image_to_text_recall(
+      score_matrix(image_items, captions.embeddings, text_image), set);
+  report.image_to_image =
+      category_precision_at_k(score_matrix(image_side, image_side, image_image), set, 5);
+  return report;
 }
 
 }  // namespace mmsearch

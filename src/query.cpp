@@ -40,27 +40,20 @@ torch::Tensor normalized(const torch::Tensor& t) {
 
 void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
                              const std::string& model_id) {
-  const auto usages = store.models_in_scope(scope);
-  const std::string model_name = model_id.substr(0, model_id.find('@'));
-  if (usages.empty()) {
-    throw Error(ErrorKind::kIndex, scope.string() + " has not been indexed; run: mmsearch index " +
-                                       scope.string() + " --model " + model_name);
-  }
   std::string others;
-  for (const auto& usage : usages) {
-    others += (others.empty() ? "" : ", ") + usage.model_id.substr(0, usage.model_id.find('@')) +
-              " (" + std::to_string(usage.file_count) + " files)";
+  for (const auto& usage : store.models_in_scope(scope)) {
+    others += (others.empty() ? "" : ", ") + usage.model_id + " (" +
+              std::to_string(usage.file_count) + " files)";
   }
   throw Error(ErrorKind::kIndex,
-              scope.string() + " was indexed with " + others + ", not with " + model_id +
-                  "; query with --model " +
-                  usages.front().model_id.substr(0, usages.front().model_id.find('@')) +
-                  " or run: mmsearch index " + scope.string() + " --model " + model_name);
+              scope.string() + " holds no vectors of " + model_id +
+                  (others.empty() ? std::string("; it has not been indexed")
+                                  : "; it was indexed with " + others));
 }
 
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options) {
-  if (terms.empty()) throw Error(ErrorKind::kUsage, "give at least one --text or --image");
+  if (terms.empty()) throw Error(ErrorKind::kUsage, "a query needs at least one text or image");
   const Manifest& manifest = encoder.manifest();
   const std::string model_id = encoder.bundle().identity();
   const fs::path scope = normalize_index_path(options.scope);
@@ -133,11 +126,11 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
 
   if (options.rerank > 0) {
     if (options.against != Against::kImage || !rerank_term) {
-      throw Error(ErrorKind::kUsage, "--rerank needs a text term searched --against image");
+      throw Error(ErrorKind::kUsage, "re-ranking needs a text term searched against images");
     }
     if (!manifest.itm) {
       throw Error(ErrorKind::kUsage,
-                  "--rerank needs a model with an ITM head; " + manifest.name + " has none");
+                  "re-ranking needs a model with an ITM head; " + manifest.name + " has none");
     }
     // LAVIS evaluation: the top candidates by ITC are re-scored as ITM logit + ITC similarity,
     // reading the candidate images again (their vision tokens are not stored).

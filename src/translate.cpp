@@ -22,15 +22,6 @@ namespace {
   throw Error(ErrorKind::kModel, where.string() + ": " + what);
 }
 
-template <typename T>
-T req(const nlohmann::json& j, const char* key, const fs::path& where) {
-  if (!j.contains(key)) bad(where, std::string("manifest lacks \"") + key + "\"");
-  try {
-    return j.at(key).get<T>();
-  } catch (const std::exception& e) {
-    bad(where, std::string("manifest field \"") + key + "\": " + e.what());
-  }
-}
 
 bool blank(const std::string& s) {
   for (unsigned char c : s) {
@@ -77,76 +68,10 @@ struct Hyps {
 
 }  // namespace
 
-TranslatorManifest read_translator_manifest(const fs::path& dir) {
-  const fs::path mpath = dir / "mmsearch.json";
-  std::error_code ec;
-  if (!fs::is_regular_file(mpath, ec)) bad(dir, "not a translation bundle (no mmsearch.json)");
-  nlohmann::json j;
-  try {
-    std::ifstream in(mpath, std::ios::binary);
-    in >> j;
-  } catch (const std::exception& e) {
-    bad(mpath, std::string("cannot parse manifest: ") + e.what());
-  }
-  if (req<std::string>(j, "format", mpath) != "mmsearch-bundle" ||
-      req<int>(j, "format_version", mpath) != 1) {
-    bad(mpath, "not a mmsearch-bundle version 1");
-  }
-  TranslatorManifest m;
-  const auto family = req<std::string>(j, "family", mpath);
-  if (family != "marian")
-    bad(mpath, "family '" + family + "' is not a translation model (expected marian)");
-  m.name = req<std::string>(j, "name", mpath);
-  m.description = j.value("description", "");
-  if (j.contains("translation")) {
-    m.source_lang = j["translation"].value("source_lang", "");
-    m.target_lang = j["translation"].value("target_lang", "");
-  }
-  const auto& t = j.at("tokenizer");
-  m.source_spm = req<std::string>(t, "source_spm", mpath);
-  m.target_spm = req<std::string>(t, "target_spm", mpath);
-  m.vocab = req<std::string>(t, "vocab", mpath);
-  m.vocab_size = req<int64_t>(t, "vocab_size", mpath);
-  m.eos_token_id = req<int64_t>(t, "eos_token_id", mpath);
-  m.unk_token_id = req<int64_t>(t, "unk_token_id", mpath);
-  m.pad_token_id = req<int64_t>(t, "pad_token_id", mpath);
-  m.model_max_length = req<int>(t, "model_max_length", mpath);
-  const auto& d = j.at("dims");
-  m.d_model = req<int>(d, "d_model", mpath);
-  m.encoder_layers = req<int>(d, "encoder_layers", mpath);
-  m.decoder_layers = req<int>(d, "decoder_layers", mpath);
-  m.heads = req<int>(d, "heads", mpath);
-  m.head_dim = req<int>(d, "head_dim", mpath);
-  m.max_positions = req<int>(d, "max_positions", mpath);
-  const auto& g = j.at("generation");
-  m.decoder_start_token_id = req<int64_t>(g, "decoder_start_token_id", mpath);
-  m.forced_eos_token_id = g.contains("forced_eos_token_id") && !g["forced_eos_token_id"].is_null()
-                              ? g["forced_eos_token_id"].get<int64_t>()
-                              : -1;
-  if (g.contains("bad_words_ids")) {
-    for (const auto& w : g["bad_words_ids"]) {
-      if (w.size() != 1) bad(mpath, "only single-token bad_words_ids are supported");
-      m.bad_words_ids.push_back(w[0].get<int64_t>());
-    }
-  }
-  m.num_beams = req<int>(g, "num_beams", mpath);
-  m.max_length = req<int>(g, "max_length", mpath);
-  m.length_penalty = req<double>(g, "length_penalty", mpath);
-  m.renormalize_logits = g.value("renormalize_logits", true);
-  if (j.contains("modules")) {
-    m.encoder_module = j["modules"].value("encoder", m.encoder_module);
-    m.decoder_module = j["modules"].value("decoder", m.decoder_module);
-  }
-  if (m.num_beams < 1 || m.max_length < 2 || m.model_max_length < 2 ||
-      m.model_max_length > m.max_positions || m.heads * m.head_dim != m.d_model) {
-    bad(mpath, "inconsistent generation / dims settings");
-  }
-  return m;
-}
-
 struct Translator::Impl {
   fs::path dir;
   TranslatorManifest m;
+  std::map<std::string, std::string> files;  // name -> sha256, from the manifest
   std::unique_ptr<MarianTokenizer> tok;
   torch::jit::Module encoder, decoder;
 
@@ -315,18 +240,15 @@ struct Translator::Impl {
 Translator::Translator(const fs::path& bundle_dir, bool verify_hashes)
     : impl_(std::make_unique<Impl>()) {
   impl_->dir = bundle_dir;
-  impl_->m = read_translator_manifest(bundle_dir);
+  const ManifestFile file = read_manifest_file(bundle_dir);
+  impl_->m = read_translator_manifest(file);
+  impl_->files = file.files;
   const auto& m = impl_->m;
   std::error_code ec;
   for (const auto& f : {m.source_spm, m.target_spm, m.vocab, m.encoder_module, m.decoder_module}) {
     if (!fs::is_regular_file(bundle_dir / f, ec)) bad(bundle_dir / f, "missing from the bundle");
   }
-  if (verify_hashes) {
-    nlohmann::json j;
-    std::ifstream in(bundle_dir / "mmsearch.json", std::ios::binary);
-    in >> j;
-    verify_bundle_files(bundle_dir, j.value("files", std::map<std::string, std::string>()));
-  }
+  if (verify_hashes) verify_bundle_files(bundle_dir, impl_->files);
   impl_->tok =
       std::make_unique<MarianTokenizer>(bundle_dir / m.source_spm, bundle_dir / m.target_spm,
                                         bundle_dir / m.vocab, m.model_max_length);
@@ -354,18 +276,7 @@ const fs::path& Translator::dir() const { return impl_->dir; }
 
 fs::path Translator::locate(const std::string& name_or_path,
                             const std::vector<fs::path>& search_path) {
-  std::error_code ec;
-  const fs::path direct(name_or_path);
-  if (fs::is_regular_file(direct / "mmsearch.json", ec)) return direct;
-  std::string looked;
-  for (const auto& dir : search_path) {
-    if (fs::is_regular_file(dir / name_or_path / "mmsearch.json", ec)) return dir / name_or_path;
-    looked += " " + dir.string();
-  }
-  throw Error(ErrorKind::kModel, "translation model '" + name_or_path + "' not found (looked in" +
-                                     (looked.empty() ? std::string(" nothing") : looked) +
-                                     "); export it with scripts/export_models.py export " +
-                                     name_or_path);
+  return locate_bundle(name_or_path, search_path, BundleKind::kTranslation);
 }
 
 std::vector<std::vector<int64_t>> Translator::generate(

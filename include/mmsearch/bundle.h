@@ -68,8 +68,48 @@ struct Manifest {
   nlohmann::json raw;
 };
 
-// Parses and validates a manifest. Throws Error(kModel) naming `origin` and the bad field.
-Manifest parse_manifest(const nlohmann::json& json, const std::string& origin);
+// ---------------------------------------------------------------------------------------------
+// What every bundle kind shares (vision-language and translation): one manifest reader, one
+// locator and one verify cache.
+
+// A bundle's mmsearch.json as read from disk, with the fields every kind has checked: format,
+// format_version, family, name, and a `files` list of safe relative names with sha256 digests.
+struct ManifestFile {
+  std::filesystem::path dir;   // absolute, lexically normal
+  std::string bytes;           // the manifest as on disk
+  nlohmann::json json;         // the parsed manifest
+  Family family = Family::kBlip;
+  std::string name;
+  std::map<std::string, std::string> files;  // file name -> sha256
+  // name + "@" + first 16 hex digits of sha256(bytes): the manifest lists every file's sha256,
+  // so a re-exported bundle with other weights gets another identity.
+  std::string identity() const;
+  std::string origin() const;  // dir / mmsearch.json, for messages
+};
+
+// Reads <dir>/mmsearch.json once. Throws Error(kModel) naming the file and the reason: missing,
+// not JSON, another format or version, an unknown family, a bad `files` entry, or a listed
+// file that is missing from the folder.
+ManifestFile read_manifest_file(const std::filesystem::path& dir);
+
+// The two kinds of bundle a name can ask for.
+enum class BundleKind { kVisionLanguage, kTranslation };
+BundleKind bundle_kind(Family family);
+
+// Finds the bundle `name_or_path` of `kind`: a folder holding a mmsearch.json, or a name looked
+// up as ROOT/NAME on the search path, else as the manifest name of a bundle there. Throws
+// Error(kModel) saying where it looked, which bundles of that kind exist, and how to get one.
+std::filesystem::path locate_bundle(const std::string& name_or_path,
+                                    const std::vector<std::filesystem::path>& search_path,
+                                    BundleKind kind);
+
+// The per-user cache of verified bundle files: default_data_dir() / "verified-bundles.json",
+// or empty (no caching) when there is no usable data folder.
+std::filesystem::path default_verify_cache();
+
+// The image-text fields of a manifest, validated. Throws Error(kModel) naming the file and the bad
+// field.
+Manifest parse_manifest(const ManifestFile& file);
 
 // The libtorch version this binary runs, "major.minor.patch".
 std::string runtime_torch_version();
@@ -79,11 +119,12 @@ class Bundle {
   // Reads and validates <dir>/mmsearch.json (format, version, torch version, that every listed
   // file exists). Throws Error(kModel) with the folder and the reason.
   static Bundle open(const std::filesystem::path& dir);
+  static Bundle open(const ManifestFile& file);
 
   // Checks every file's sha256 against the manifest. Results are cached per (path, size,
   // mtime) in `cache_file` when it is non-empty, so that a query does not re-hash gigabytes of
   // weights on every start. Throws Error(kModel) naming the first mismatching file.
-  void verify_files(const std::filesystem::path& cache_file = {}) const;
+  void verify_files(const std::filesystem::path& cache_file = default_verify_cache()) const;
 
   const Manifest& manifest() const { return manifest_; }
   const std::filesystem::path& dir() const { return dir_; }
@@ -108,7 +149,7 @@ std::vector<std::filesystem::path> model_search_path(const std::string& cli_mode
 // mtime) in `cache_file` when non-empty. Throws Error(kModel) naming the first bad file.
 void verify_bundle_files(const std::filesystem::path& dir,
                          const std::map<std::string, std::string>& files,
-                         const std::filesystem::path& cache_file = {});
+                         const std::filesystem::path& cache_file = default_verify_cache());
 
 // A bundle folder as found on the search path, valid or not. Vision-language bundles (blip,
 // blip2) open as a Bundle; translation bundles (family "marian", see translate.h) are only

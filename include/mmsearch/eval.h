@@ -10,13 +10,19 @@
 // therefore gets recall near 0, not the lucky recall an index-order tie-break would give.
 //
 // Throws Error(kUsage) on inconsistent sizes. Nothing here prints.
+// evaluate_stored() puts it together: the stored vectors of a folder, the model's score rules,
+// and the three measures, as one report.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 namespace mmsearch {
+
+class IndexStore;  // index.h
+struct Manifest;   // bundle.h
 
 // A captioned, categorised evaluation set. Caption j belongs to image caption_image[j].
 struct EvalSet {
@@ -51,10 +57,20 @@ struct CategoryPrecision {
 CategoryPrecision category_precision_at_k(const std::vector<float>& scores, const EvalSet& set,
                                           int k = 5);
 
+// What `mmsearch eval` reports for one model on one folder.
 struct EvalReport {
+  std::string model;     // bundle name
+  std::string model_id;  // the identity the vectors are stored under
+  std::int64_t images = 0;
+  std::int64_t captions = 0;
   RecallAtK text_to_image;
   RecallAtK image_to_text;
-  CategoryPrecision image_to_image;
+  CategoryPrecision image_to_image;  // precision@5
 };
+
+// Measures `manifest`'s model on the vectors stored for `scope` under `model_id` (index the
+// folder first). Throws Error(kInput) when the scope has no images or no captions stored.
+EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
+                           const std::string& model_id, const std::filesystem::path& scope);
 
 }  // namespace mmsearch

@@ -63,7 +63,7 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options);
 
 
-// Error message for a scope with no vectors of this model: names the models that indexed it.
+// Error(kIndex) for a scope with no vectors of this model: names the models that did index it.
 [[noreturn]] void throw_scope_not_indexed(const IndexStore& store,
                                           const std::filesystem::path& scope,
                                           const std::string& model_id);

@@ -20,6 +20,8 @@
 
 namespace mmsearch {
 
+struct ManifestFile;  // bundle.h
+
 // Settings of a translation bundle's manifest (family "marian").
 struct TranslatorManifest {
   std::string name;
@@ -102,13 +104,14 @@ struct Translation {
 class Translator {
  public:
   // Loads a bundle folder (mmsearch.json with family "marian"). Throws Error(kModel) for a
-  // missing / invalid bundle or file (naming it), and when sha256 checks fail (verify_hashes).
+  // missing / invalid bundle or file (naming it), and when sha256 checks fail (verify_hashes;
+  // checked files are remembered in default_verify_cache(), as for image-text bundles).
   explicit Translator(const std::filesystem::path& bundle_dir, bool verify_hashes = true);
   ~Translator();
   Translator(Translator&&) noexcept;
   Translator& operator=(Translator&&) noexcept;
 
-  // Finds `name_or_path` (a bundle folder, or a name looked up as DIR/NAME in `search_path`).
+  // Finds `name_or_path` (a bundle folder, or a name on `search_path`): locate_bundle().
   static std::filesystem::path locate(const std::string& name_or_path,
                                       const std::vector<std::filesystem::path>& search_path);
 
@@ -133,7 +136,9 @@ class Translator {
   std::unique_ptr<Impl> impl_;
 };
 
-// Reads and validates a translation bundle manifest (no module is loaded).
+// Reads and validates a translation bundle manifest (no module is loaded). Throws Error(kModel)
+// naming the manifest and the bad field.
 TranslatorManifest read_translator_manifest(const std::filesystem::path& bundle_dir);
+TranslatorManifest read_translator_manifest(const ManifestFile& file);
 
 }  // namespace mmsearch

@@ -72,26 +72,22 @@ void append_texts_from_file(const std::string& path, std::vector<std::string>& t
 // unless --no-verify was given.
 Bundle open_bundle(const GlobalOptions& global, const std::string& name);
 std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, const std::string& name);
+std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, Bundle bundle);
 // The model used when none is given: $MMSEARCH_DEFAULT_MODEL, else "dishes-tiny" when present,
 // else the only installed bundle.
 std::string default_model_name(const GlobalOptions& global);
 // The same choice among bundles already discovered (no second walk of the search path).
 std::string default_model_name(const std::vector<BundleListing>& listings);
 
-// The model to use for a scope: the explicit one, else the model the scope (or a folder above
-// it) was indexed with, else the default model.
-std::string model_for_scope(const GlobalOptions& global, const std::string& explicit_model,
-                            const std::filesystem::path& scope);
+// The bundle that answers for `scope` (resolve_scope_model(): the requested one, else the one
+// that indexed the scope), hashes verified unless --no-verify. When the scope can't be searched
+// with it (never indexed, indexed with other models, re-exported since, not installed) throws
+// Error(kIndex) saying what happened and the command that fixes it.
+Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store,
+                        const std::filesystem::path& scope, const std::string& requested);
 
-// The matrix of one kind over a scope, grouped by category (used by simmatrix and eval).
-SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
-                                         const std::string& model_id,
-                                         const std::filesystem::path& scope, SimilarityKind kind);
-
-// Throws the "not indexed; run mmsearch index ..." error when no model indexed the scope, so
-// that a missing index is reported before a default model is looked for.
-void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
-                           const std::filesystem::path& scope);
+// The user's index opened read-only, or Error(kIndex) "nothing has been indexed yet; run ...".
+IndexStore open_index_read_only();
 
 // A path for display: relative to the current folder when under it, else as given.
 std::string display_path(const std::string& absolute);

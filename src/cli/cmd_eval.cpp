@@ -4,14 +4,12 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <unordered_map>
 
 #include "cli.h"
 #include "mmsearch/error.h"
 #include "mmsearch/eval.h"
 #include "mmsearch/index.h"
 #include "mmsearch/indexer.h"
-#include "mmsearch/search.h"
 #include "progress.h"
 
 namespace fs = std::filesystem;
@@ -37,47 +35,17 @@ nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& mo
   progress.finish();
   for (const auto& f : summary.failures) spdlog::warn("skipped {}", f.reason);
 
-  const std::string model_id = encoder->bundle().identity();
-  const LoadedVectors images = store.load_vectors(model_id, dir, VectorKind::kImageProj);
-  const LoadedVectors captions = store.load_vectors(model_id, dir, VectorKind::kTextProj);
-  if (images.embeddings.count == 0) {
-    throw Error(ErrorKind::kInput, dir.string() + ": no readable images to evaluate on");
-  }
-  if (captions.embeddings.count == 0) {
-    throw Error(ErrorKind::kInput, dir.string() +
-                                       ": no captions (eval needs captions.csv, .tsv, .jsonl or "
-                                       "sidecar .txt files)");
-  }
-  EvalSet set;
-  std::unordered_map<std::int64_t, std::int64_t> image_of_file;
-  for (std::size_t i = 0; i < images.owners.size(); ++i) {
-    image_of_file[images.owners[i].file_id] = static_cast<std::int64_t>(i);
-    set.image_categories.push_back(images.owners[i].category);
-  }
-  for (const auto& owner : captions.owners) {
-    set.caption_texts.push_back(owner.caption);
-    set.caption_image.push_back(image_of_file.at(owner.file_id));
-  }
-  const ScoreRule text_image = manifest.similarity_text_image;
-  const ScoreRule image_image = manifest.similarity_image_image;
-  const auto t2i = score_matrix(captions.embeddings, images.embeddings, text_image);
-  const auto i2t = score_matrix(images.embeddings, captions.embeddings, text_image);
-  std::vector<float> i2i;
-  if (image_image == ScoreRule::kMeanOfQueries) {
-    const Embeddings reduced = mean_of_queries(images.embeddings);
-    i2i = score_matrix(reduced, reduced, image_image);
-  } else {
-    i2i = score_matrix(images.embeddings, images.embeddings, image_image);
-  }
+  const EvalReport report =
+      evaluate_stored(store, manifest, encoder->bundle().identity(), dir);
   nlohmann::json j;
-  j["model"] = manifest.name;
-  j["model_id"] = model_id;
-  j["images"] = images.embeddings.count;
-  j["captions"] = captions.embeddings.count;
-  j["text_to_image"] = recall_json(text_to_image_recall(t2i, set));
-  j["image_to_text"] = recall_json(image_to_text_recall(i2t, set));
-  const CategoryPrecision p5 = category_precision_at_k(i2i, set, 5);
-  j["image_to_image_category_p5"] = {{"precision", p5.precision}, {"queries", p5.queries}};
+  j["model"] = report.model;
+  j["model_id"] = report.model_id;
+  j["images"] = report.images;
+  j["captions"] = report.captions;
+  j["text_to_image"] = recall_json(report.text_to_image);
+  j["image_to_text"] = recall_json(report.image_to_text);
+  j["image_to_image_category_p5"] = {{"precision", report.image_to_image.precision},
+                                     {"queries", report.image_to_image.queries}};
   j["failed"] = summary.failed;
   return j;
 }

@@ -221,17 +221,12 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         query.rerank = options->rerank;
         query.decode.apply_exif_orientation = !options->no_exif;
 
-        const fs::path index_path = default_index_path();
-        if (!fs::exists(index_path, ec)) {
-          throw Error(ErrorKind::kIndex, "nothing has been indexed yet (no " + index_path.string() +
-                                             "); run: mmsearch index DIR");
-        }
-        const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
-        if (options->model.empty()) require_indexed_scope(global, store, query.scope);
+        // One read-only store for the whole query: model resolution, translations, vectors.
+        const IndexStore store = open_index_read_only();
+        auto encoder =
+            open_encoder(global, bundle_for_scope(global, store, query.scope, options->model));
         std::vector<std::string> originals(terms.size());
         if (translator) originals = translate_terms(terms, *translator, store);
-        const std::string model = model_for_scope(global, options->model, query.scope);
-        auto encoder = open_encoder(global, model);
         const QueryResult result = run_query(*encoder, store, terms, query);
 
         if (!options->montage.empty()) {

@@ -8,6 +8,7 @@
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/query.h"
+#include "mmsearch/scope_model.h"
 
 namespace fs = std::filesystem;
 
@@ -105,41 +106,85 @@ std::string default_model_name(const std::vector<BundleListing>& listings) {
 Bundle open_bundle(const GlobalOptions& global, const std::string& name) {
   const std::string chosen = name.empty() ? default_model_name(global) : name;
   Bundle bundle = find_bundle(chosen, model_search_path(global.models_dir));
-  if (!global.no_verify) bundle.verify_files(default_data_dir() / "verified-bundles.json");
+  if (!global.no_verify) bundle.verify_files(default_verify_cache());
   spdlog::debug("model {} from {}", bundle.manifest().name, bundle.dir().string());
   return bundle;
 }
 
 std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, const std::string& name) {
-  return std::make_unique<Encoder>(open_bundle(global, name), parse_inference_dtype(global.dtype));
+  return open_encoder(global, open_bundle(global, name));
 }
 
-std::string model_for_scope(const GlobalOptions& global, const std::string& explicit_model,
-                            const fs::path& scope) {
-  if (!explicit_model.empty()) return explicit_model;
-  const fs::path index_path = default_index_path();
-  std::error_code ec;
-  if (fs::exists(index_path, ec)) {
-    const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
-    const auto usages = store.models_in_scope(scope);
-    if (!usages.empty()) {
-      const std::string& id = usages.front().model_id;
-      return id.substr(0, id.find('@'));
+std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, Bundle bundle) {
+  return std::make_unique<Encoder>(std::move(bundle), parse_inference_dtype(global.dtype));
+}
+
+namespace {
+
+std::string usage_list(const std::vector<ModelUsage>& usages) {
+  std::string list;
+  for (const auto& usage : usages) {
+    list += (list.empty() ? "" : ", ") + usage.model_id + " (" +
+            std::to_string(usage.file_count) + " files)";
+  }
+  return list;
+}
+
+}  // namespace
+
+Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store,
+                        const fs::path& scope, const std::string& requested) {
+  const std::string where = normalize_index_path(scope);
+  const ScopeModel model =
+      resolve_scope_model(store, where, model_search_path(global.models_dir), requested);
+  // The model named in "run: mmsearch index ..." hints: the one asked for, else the default.
+  std::string hint = model.name;
+  if (hint.empty()) {
+    try {
+      hint = default_model_name(global);
+    } catch (const Error&) {
+      hint = "MODEL";
     }
   }
-  return default_model_name(global);
+  const std::string reindex = "mmsearch index " + where + " --model " + hint;
+  switch (model.status) {
+    case ScopeModel::Status::kReady:
+      break;
+    case ScopeModel::Status::kNotIndexed:
+      throw Error(ErrorKind::kIndex, where + " has not been indexed; run: " + reindex);
+    case ScopeModel::Status::kNotIndexedWithModel:
+      throw Error(ErrorKind::kIndex, where + " was indexed with " + usage_list(model.usages) +
+                                         ", not with " + model.name + "; query with --model " +
+                                         model_name_of(model.usages.front().model_id) +
+                                         " or run: " + reindex);
+    case ScopeModel::Status::kReExported:
+      throw Error(ErrorKind::kIndex,
+                  where + " was indexed with " + model.indexed_id + ", an earlier export of " +
+                      model.name + "; the installed " + model.name + " is " +
+                      model.bundle->identity() +
+                      ", and vectors of other weights can't be searched with it. Re-index: " +
+                      reindex + " (then 'mmsearch index --prune' drops the old vectors)");
+    case ScopeModel::Status::kNotInstalled:
+      throw Error(ErrorKind::kIndex,
+                  where + " was indexed with " + model.indexed_id + ", but no bundle named " +
+                      model.name +
+                      " is installed; install it (or pass --models DIR), or re-index with an "
+                      "installed model: mmsearch index " + where + " --model MODEL");
+  }
+  if (!global.no_verify) model.bundle->verify_files(default_verify_cache());
+  spdlog::debug("model {} ({}) from {}", model.name, model.bundle->identity(),
+                model.bundle->dir().string());
+  return *model.bundle;
 }
 
-void require_indexed_scope(const GlobalOptions& global, const IndexStore& store,
-                           const fs::path& scope) {
-  if (!store.models_in_scope(scope).empty()) return;
-  // Say "not indexed, run ..." rather than failing to pick a default model first.
-  std::string model = "MODEL";
-  try {
-    model = default_model_name(global);
-  } catch (const Error&) {
+IndexStore open_index_read_only() {
+  const fs::path index_path = default_index_path();
+  std::error_code ec;
+  if (!fs::exists(index_path, ec)) {
+    throw Error(ErrorKind::kIndex, "nothing has been indexed yet (no " + index_path.string() +
+                                       "); run: mmsearch index DIR");
   }
-  throw_scope_not_indexed(store, normalize_index_path(scope), model);
+  return IndexStore(index_path, IndexStore::Mode::kReadOnly);
 }
 
 std::string display_path(const std::string& absolute) {

@@ -1,0 +1,47 @@
+// Which model answers for a folder: the one that indexed it, matched by its full identity
+// (bundle name + hash of its manifest), never by its name alone. A bundle re-exported with
+// other weights keeps its name but gets another identity, so its old vectors must not be
+// searched with the new model; resolve_scope_model() tells the caller what happened instead.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mmsearch/bundle.h"
+#include "mmsearch/index.h"
+
+namespace mmsearch {
+
+struct ScopeModel {
+  enum class Status {
+    kReady,              // `bundle` is installed and the scope holds vectors of its identity
+    kNotIndexed,         // nothing under the scope is indexed, with any model
+    kNotIndexedWithModel,  // the requested model never indexed the scope (others did: usages)
+    kReExported,         // the scope was indexed by `indexed_id`, an earlier export of `bundle`
+    kNotInstalled,       // the scope was indexed by `indexed_id`, whose bundle is not installed
+  };
+  Status status = Status::kNotIndexed;
+  std::string name;                 // the model's bundle name (requested or found in the index)
+  std::string indexed_id;           // the identity the scope's vectors have for that name
+  std::optional<Bundle> bundle;     // the installed bundle of that name, when there is one
+  std::vector<ModelUsage> usages;   // every model that indexed the scope, most files first
+};
+
+// The name part of an identity: "blip-base@3fa94c1d" -> "blip-base".
+std::string model_name_of(const std::string& model_id);
+
+// Resolves the model for `scope`. With `requested` (a bundle name or folder) that bundle is
+// used; without, the model that indexed most files under the scope. Throws Error(kModel) only
+// when a requested bundle can't be found or opened; every other outcome is a Status.
+ScopeModel resolve_scope_model(const IndexStore& store, const std::filesystem::path& scope,
+                               const std::vector<std::filesystem::path>& search_path,
+                               const std::string& requested);
+
+// Model identities in the store whose bundle is not installed any more, or was re-exported
+// (another identity under the same name): the vectors a prune removes.
+std::vector<std::string> stale_model_ids(const std::vector<std::string>& stored_ids,
+                                         const std::vector<BundleListing>& installed);
+
+}  // namespace mmsearch

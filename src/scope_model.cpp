@@ -1,0 +1,75 @@
+#include "mmsearch/scope_model.h"
+
+#include <algorithm>
+#include <set>
+
+#include "mmsearch/error.h"
+
+namespace fs = std::filesystem;
+
+namespace mmsearch {
+
+std::string model_name_of(const std::string& model_id) {
+  return model_id.substr(0, model_id.find('@'));
+}
+
+ScopeModel resolve_scope_model(const IndexStore& store, const fs::path& scope,
+                               const std::vector<fs::path>& search_path,
+                               const std::string& requested) {
+  ScopeModel result;
+  result.usages = store.models_in_scope(scope);
+  const auto indexed_with_name = [&](const std::string& name) -> std::string {
+    for (const auto& usage : result.usages) {
+      if (model_name_of(usage.model_id) == name) return usage.model_id;
+    }
+    return "";
+  };
+
+  if (!requested.empty()) {
+    result.bundle = find_bundle(requested, search_path);
+    result.name = result.bundle->manifest().name;
+    const std::string identity = result.bundle->identity();
+    const bool indexed =
+        std::any_of(result.usages.begin(), result.usages.end(),
+                    [&](const ModelUsage& usage) { return usage.model_id == identity; });
+    if (indexed) {
+      result.status = ScopeModel::Status::kReady;
+      result.indexed_id = identity;
+    } else if (!(result.indexed_id = indexed_with_name(result.name)).empty()) {
+      result.status = ScopeModel::Status::kReExported;
+    } else {
+      result.status = result.usages.empty() ? ScopeModel::Status::kNotIndexed
+                                            : ScopeModel::Status::kNotIndexedWithModel;
+    }
+    return result;
+  }
+
+  if (result.usages.empty()) return result;  // kNotIndexed
+  result.indexed_id = result.usages.front().model_id;
+  result.name = model_name_of(result.indexed_id);
+  try {
+    result.bundle = find_bundle(result.name, search_path);
+  } catch (const Error&) {
+    result.status = ScopeModel::Status::kNotInstalled;
+    return result;
+  }
+  result.status = result.bundle->identity() == result.indexed_id
+                      ? ScopeModel::Status::kReady
+                      : ScopeModel::Status::kReExported;
+  return result;
+}
+
+std::vector<std::string> stale_model_ids(const std::vector<std::string>& stored_ids,
+                                         const std::vector<BundleListing>& installed) {
+  std::set<std::string> current;
+  for (const auto& listing : installed) {
+    if (listing.bundle) current.insert(listing.bundle->identity());
+  }
+  std::vector<std::string> stale;
+  for (const auto& id : stored_ids) {
+    if (!current.count(id)) stale.push_back(id);
+  }
+  return stale;
+}
+
+}  // namespace mmsearch
