@@ -11,7 +11,6 @@
 #include "mmsearch/bundle.h"
 #include "mmsearch/encoder.h"
 #include "mmsearch/index.h"
-#include "mmsearch/simmatrix.h"
 
 namespace mmsearch::cli {
 
@@ -64,11 +63,6 @@ std::string default_model_name(const std::vector<BundleListing>& listings);
 // it) was indexed with, else the default model.
 std::string model_for_scope(const GlobalOptions& global, const std::string& explicit_model,
                             const std::filesystem::path& scope);
-
-// The matrix of one kind over a scope, grouped by category (used by simmatrix and eval).
-SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
-                                         const std::string& model_id,
-                                         const std::filesystem::path& scope, SimilarityKind kind);
 
 // Throws the "not indexed; run mmsearch index ..." error when no model indexed the scope, so
 // that a missing index is reported before a default model is looked for.
