@@ -63,9 +63,9 @@ FreeType2& face_for(const std::string& text) {
   if (!font.missing.empty() && !cache.warned_missing) {
     cache.warned_missing = true;
     spdlog::warn(
-        "{} has no glyph for {} (in \"{}\"); they are drawn as boxes. A font that has "
-        "them (e.g. from the fonts-noto package) fixes that",
-        font.file.string(), describe(font.missing), text);
+        "no installed font has every character of \"{}\": {} (the closest) has none for {}, "
+        "drawn as boxes; a font that has them (e.g. from the fonts-noto package) fixes that",
+        text, font.file.string(), describe(font.missing));
   }
   cv::Ptr<FreeType2>& face = cache.loaded[{font.file.string(), font.index}];
   if (!face) {

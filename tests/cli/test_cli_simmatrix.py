@@ -1,6 +1,7 @@
 """`mmsearch simmatrix` with category folders in several scripts (issue 9): the heatmap draws
 each category's name, so two folders that differ only in those names give different pictures
 (with ASCII-only fonts both were drawn as "????" and came out byte-identical)."""
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,22 @@ def test_heatmaps_of_folders_differing_only_in_category_names_differ(run, tmp_pa
     assert differ.any()
     # The difference is text (the one category header, twice), not the cells.
     assert differ.mean() < 0.01, differ.mean()
+
+
+def test_no_font_is_an_error_that_says_what_to_install(run, tmp_path):
+    folder = make_folder(tmp_path / "photos", ["デザート", "Пельмени", "tiramisù"], per_category=1)
+    summary(run, folder, "--model", "blip-base")
+    config = tmp_path / "no-fonts.conf"
+    config.write_text('<?xml version="1.0"?>\n<fontconfig><cachedir>'
+                      f'{tmp_path / "fc-cache"}</cachedir></fontconfig>\n')
+    proc = run("simmatrix", "--in", folder, "--model", "blip-base", "--out", tmp_path / "m",
+               env={"FONTCONFIG_FILE": str(config)})
+    assert proc.returncode == 3, proc.stderr  # an input is missing: the font
+    assert "apt-get install fonts-noto-cjk" in proc.stderr and "MMSEARCH_FONT" in proc.stderr
+    assert not (tmp_path / "m-image-image.png").exists()
+    # A font given by path works without fontconfig finding any.
+    noto = subprocess.run(["fc-match", "-f", "%{file}", "Noto Sans CJK SC"], check=True,
+                          capture_output=True, text=True).stdout
+    run("simmatrix", "--in", folder, "--model", "blip-base", "--out", tmp_path / "m",
+        env={"FONTCONFIG_FILE": str(config), "MMSEARCH_FONT": noto}, check=0)
+    assert (tmp_path / "m-image-image.png").exists()

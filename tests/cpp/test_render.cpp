@@ -65,6 +65,13 @@ TEST(Text, EachTextGetsAFontThatHasAllItsCharacters) {
   }
 }
 
+TEST(Text, CharactersNoFontHasAreReportedAndStillDrawn) {
+  // U+0378 is unassigned: no font has it. It is drawn as the missing-glyph box.
+  const FontFace font = font_for_text("a\u0378b");
+  EXPECT_EQ(font.missing, std::u32string(U"\u0378"));
+  EXPECT_GT(dark_pixels(render_text_line("a\u0378b", 20)), dark_pixels(render_text_line("ab", 20)));
+}
+
 TEST(Text, EveryScriptDrawsInk) {
   for (const std::string& word : kWords) {
     const RgbImage image = render_text_line(word, 20);
