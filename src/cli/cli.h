@@ -11,7 +11,6 @@
 #include "mmsearch/bundle.h"
 #include "mmsearch/encoder.h"
 #include "mmsearch/index.h"
-#include "mmsearch/simmatrix.h"
 
 namespace mmsearch::cli {
 

@@ -12,7 +12,7 @@
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/query.h"
-#include "mmsearch/simmatrix.h"
+#include "mmsearch/render.h"
 #include "translation_hook.h"
 
 namespace fs = std::filesystem;

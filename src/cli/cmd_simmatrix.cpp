@@ -7,60 +7,12 @@
 #include "cli.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
-#include "mmsearch/query.h"
+#include "mmsearch/render.h"
 #include "mmsearch/simmatrix.h"
 
 namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
-
-// In cmd_query.cpp: Error(kIndex) saying what to run when nothing under scope is indexed.
-namespace {
-
-// Labels are paths relative to the scope, so that red/0.png and blue/0.png stay apart.
-std::string item_label(const VectorOwner& owner, const fs::path& scope) {
-  std::string label = fs::path(owner.path).lexically_relative(scope).string();
-  if (owner.caption_index > 0) label += " #" + std::to_string(owner.caption_index + 1);
-  return label;
-}
-
-}  // namespace
-
-SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
-                                         const std::string& model_id, const fs::path& scope,
-                                         SimilarityKind kind) {
-  const MatrixRule sides = matrix_rule(manifest, kind);
-  const VectorKind row_kind = sides.rows, col_kind = sides.cols;
-  const ScoreRule rule = sides.rule;
-  const LoadedVectors rows = store.load_vectors(model_id, scope, row_kind);
-  if (rows.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
-  const LoadedVectors cols =
-      row_kind == col_kind ? rows : store.load_vectors(model_id, scope, col_kind);
-  if (cols.embeddings.count == 0) {
-    throw Error(ErrorKind::kIndex, scope.string() + " has no captions indexed; " +
-                                       std::string(to_string(kind)) +
-                                       " needs captions (captions.csv or sidecar .txt files)");
-  }
-  SimilarityMatrix matrix;
-  matrix.model = manifest.name;
-  matrix.kind = kind;
-  for (const auto& owner : rows.owners) {
-    matrix.row_labels.push_back(item_label(owner, scope));
-    matrix.row_categories.push_back(owner.category);
-  }
-  for (const auto& owner : cols.owners) {
-    matrix.col_labels.push_back(item_label(owner, scope));
-    matrix.col_categories.push_back(owner.category);
-  }
-  if (rule == ScoreRule::kMeanOfQueries) {
-    const Embeddings r = mean_of_queries(rows.embeddings);
-    const Embeddings c = row_kind == col_kind ? r : mean_of_queries(cols.embeddings);
-    matrix.scores = score_matrix(r, c, rule);
-  } else {
-    matrix.scores = score_matrix(rows.embeddings, cols.embeddings, rule);
-  }
-  return grouped_by_category(matrix);
-}
 
 Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
   auto* app = root.add_subcommand("simmatrix", "Write a similarity matrix as CSV and heatmap PNG");
@@ -101,17 +53,9 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
               throw Error(ErrorKind::kInput, scope.string() + ": not a folder");
             }
             scope = fs::absolute(scope);
-            const fs::path index_path = default_index_path();
-            if (!fs::exists(index_path, ec)) {
-              throw Error(ErrorKind::kIndex,
-                          "nothing has been indexed yet; run: mmsearch index "
-                          "DIR");
-            }
-            const IndexStore store(index_path, IndexStore::Mode::kReadOnly);
-            if (options->model.empty()) require_indexed_scope(global, store, scope);
-            const std::string model = model_for_scope(global, options->model, scope);
+            const IndexStore store = open_index_read_only();
             // Only the manifest is needed: the vectors come from the index.
-            const Bundle bundle = open_bundle(global, model);
+            const Bundle bundle = bundle_for_scope(global, store, scope, options->model);
             const std::string prefix =
                 options->out.empty() ? "simmatrix-" + bundle.manifest().name : options->out;
             if (fs::path(prefix).has_parent_path()) {

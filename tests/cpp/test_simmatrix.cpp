@@ -1,3 +1,4 @@
+#include <csv.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -7,6 +8,7 @@
 #include <sstream>
 
 #include "mmsearch/error.h"
+#include "mmsearch/render.h"
 #include "mmsearch/simmatrix.h"
 
 namespace fs = std::filesystem;
@@ -20,43 +22,27 @@ fs::path out_dir() {
   return dir;
 }
 
-// RFC 4180 reader, enough for the files these tests write and for captions.csv.
+// RFC 4180 reader (libcsv, the library the writer quotes with), also for captions.csv.
 std::vector<std::vector<std::string>> read_csv(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream buffer;
   buffer << in.rdbuf();
   const std::string text = buffer.str();
-  std::vector<std::vector<std::string>> rows(1);
-  std::string field;
-  bool quoted = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      rows.back().push_back(field);
-      field.clear();
-    } else if (c == '\n' || c == '\r') {
-      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
-      rows.back().push_back(field);
-      field.clear();
-      rows.emplace_back();
-    } else {
-      field += c;
-    }
-  }
-  if (!field.empty() || !rows.back().empty()) rows.back().push_back(field);
-  if (rows.back().empty()) rows.pop_back();
-  return rows;
+  struct Rows {
+    std::vector<std::vector<std::string>> rows{1};
+  } rows;
+  csv_parser parser;
+  EXPECT_EQ(csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI), 0);
+  const auto on_field = [](void* field, std::size_t size, void* data) {
+    static_cast<Rows*>(data)->rows.back().emplace_back(static_cast<const char*>(field), size);
+  };
+  const auto on_row = [](int, void* data) { static_cast<Rows*>(data)->rows.emplace_back(); };
+  EXPECT_EQ(csv_parse(&parser, text.data(), text.size(), on_field, on_row, &rows), text.size())
+      << csv_strerror(csv_error(&parser));
+  EXPECT_EQ(csv_fini(&parser, on_field, on_row, &rows), 0);
+  csv_free(&parser);
+  if (rows.rows.back().empty()) rows.rows.pop_back();
+  return rows.rows;
 }
 
 // Items in categories given in shuffled order; scores high within a category, low across,
@@ -139,21 +125,27 @@ TEST(SimilarityMatrix, GroupingIsStableAndPermutesScores) {
 
 TEST(SimilarityMatrix, CsvQuotesAndRoundTrips) {
   SimilarityMatrix m;
-  m.row_labels = {"plain.jpg", "with,comma.jpg", "say \"cheese\".jpg"};
-  m.row_categories = {"", "", ""};
-  m.col_labels = {"A pizza, with basil", "line\nbreak"};
-  m.col_categories = {"", ""};
-  m.scores = {0.5f, -0.25f, 1.0f, 0.0f, 0.123456f, 0.999999f};
+  m.row_labels = {"plain.jpg", "with,comma.jpg", "say \"cheese\".jpg", "デザート/プリン.jpg"};
+  m.row_categories = {"", "", "", "デザート"};
+  m.col_labels = {"A pizza, with basil", "line\nbreak", "crlf\r\nand \"quote\", comma"};
+  m.col_categories = {"", "", ""};
+  m.scores = {0.5f, -0.25f, 1.0f, 0.0f, 0.123456f, 0.999999f, 0.1f, 0.2f, 0.3f, -1.0f, 0.0f, 0.5f};
   const fs::path path = out_dir() / "quoting.csv";
   write_similarity_csv(m, path);
   const auto rows = read_csv(path);
-  ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[0], (std::vector<std::string>{"label", "A pizza, with basil", "line\nbreak"}));
-  EXPECT_EQ(rows[2][0], "with,comma.jpg");
-  EXPECT_EQ(rows[3][0], "say \"cheese\".jpg");
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"label", "A pizza, with basil", "line\nbreak",
+                                               "crlf\r\nand \"quote\", comma"}));
+  for (std::size_t r = 0; r < m.row_labels.size(); ++r) {
+    ASSERT_EQ(rows[r + 1].size(), 4u);
+    EXPECT_EQ(rows[r + 1][0], m.row_labels[r]);
+  }
   EXPECT_EQ(rows[1][2], "-0.250000");
-  EXPECT_EQ(rows[3][1], "0.123456");
+  EXPECT_EQ(rows[2][2], "0.123456");
+  EXPECT_EQ(rows[4][1], "-1.000000");
   EXPECT_THROW(write_similarity_csv(m, out_dir() / "no" / "such" / "dir.csv"), Error);
+  m.scores.pop_back();
+  EXPECT_THROW(write_similarity_csv(m, out_dir() / "bad.csv"), Error);
 }
 
 TEST(Heatmap, BlockStructureIsVisible) {
@@ -242,11 +234,16 @@ TEST(Montage, DrawsQueryAndResultsFromRealPhotos) {
     results.push_back(std::move(r));
   }
   results.push_back({RgbImage{}, "broken.jpg", "", "", 0.1f});  // an unreadable result
+  // Names and captions in other scripts; a Chinese caption has no spaces to wrap at.
+  results.push_back(
+      {load_rgb(photos / rows[1][0]), "甜点_01.jpg",
+       "一块提拉米苏，上面撒满了可可粉，放在白色的盘子上，旁边还有一杯咖啡和一些新鲜的草莓", "甜点",
+       0.05f});
 
   MontageOptions options;
   options.title = "blip2-pretrain  -  text -> image, k = 8";
   const std::vector<MontageQueryTerm> text_query = {
-      {RgbImage{}, "a pizza with olives and tomato", 1.0f}};
+      {RgbImage{}, "a pizza with olives and tomato / пицца с оливками / オリーブのピザ", 1.0f}};
   const RgbImage text_montage = render_montage(text_query, results, options);
   write_png(text_montage, out_dir() / "montage_text.png");
   EXPECT_EQ(text_montage.width, render_montage(text_query, results, options).width);
@@ -266,4 +263,60 @@ TEST(Montage, DrawsQueryAndResultsFromRealPhotos) {
   // No results still draws the query.
   EXPECT_GT(render_montage(text_query, {}, options).width, 0);
   EXPECT_THROW(write_png(RgbImage{}, out_dir() / "empty.png"), Error);
+}
+
+TEST(Heatmap, ItemLabelsDropTheirCategoryFolder) {
+  EXPECT_EQ(label_within_category("dessert/dish-001.jpg", "dessert"), "dish-001.jpg");
+  EXPECT_EQ(label_within_category("デザート/プリン.jpg #2", "デザート"), "プリン.jpg #2");
+  EXPECT_EQ(label_within_category("dessert/sub/a.jpg", "dessert"), "sub/a.jpg");
+  // Not under the category's folder (a category from a captions file), or no category.
+  EXPECT_EQ(label_within_category("misc/a.jpg", "dessert"), "misc/a.jpg");
+  EXPECT_EQ(label_within_category("desserts/a.jpg", "dessert"), "desserts/a.jpg");
+  EXPECT_EQ(label_within_category("a.jpg", ""), "a.jpg");
+  EXPECT_EQ(label_within_category("dessert/", "dessert"), "dessert/");
+}
+
+namespace {
+
+// The same matrix under other category names: folder "<category>/item_i.jpg".
+SimilarityMatrix renamed(const SimilarityMatrix& m, const std::vector<std::string>& from,
+                         const std::vector<std::string>& to) {
+  SimilarityMatrix out = m;
+  for (auto* side : {&out.row_categories, &out.col_categories}) {
+    for (std::string& c : *side) c = to[std::find(from.begin(), from.end(), c) - from.begin()];
+  }
+  for (std::size_t i = 0; i < out.row_labels.size(); ++i) {
+    out.row_labels[i] = out.row_categories[i] + "/item_" + std::to_string(i) + ".jpg";
+    out.col_labels[i] = out.col_categories[i] + "/item_" + std::to_string(i) + ".jpg";
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Heatmap, NonLatinCategoryNamesAreDrawnNotReplaced) {
+  // With ASCII-only fonts both pictures were byte-identical ("????"); now each name is drawn.
+  const std::vector<std::string> base = {"a", "b", "c"};
+  const SimilarityMatrix m = synthetic_matrix(4, base, SimilarityKind::kImageImage, 5);
+  const SimilarityMatrix japanese = renamed(m, base, {"デザート", "Пельмени", "tiramisù"});
+  const SimilarityMatrix chinese = renamed(m, base, {"甜点", "Пельмени", "tiramisù"});
+  const RgbImage a = render_heatmap(japanese);
+  const RgbImage b = render_heatmap(chinese);
+  write_png(a, out_dir() / "heatmap_japanese.png");
+  write_png(b, out_dir() / "heatmap_chinese.png");
+  ASSERT_EQ(a.width, b.width);
+  ASSERT_EQ(a.height, b.height);
+  EXPECT_NE(a.pixels, b.pixels);
+  // Only the category headers differ: the item labels drop the category folder, so the
+  // matrix and item label areas are the same.
+  int first_row = -1;
+  for (int y = 0; y < a.height && first_row < 0; ++y) {
+    for (int x = 0; x < a.width; ++x) {
+      if (pixel(a, x, y) != pixel(b, x, y)) {
+        first_row = y;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(first_row, 64);  // not in the title
 }
