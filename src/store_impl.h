@@ -16,9 +16,9 @@
 namespace mmsearch {
 
 struct IndexStore::Impl {
-  explicit Impl(store_schema::OpenedDatabase opened, bool read_only)
+  Impl(store_schema::OpenedDatabase opened, bool opened_read_only)
       : db(std::move(opened.db)),
-        read_only(read_only),
+        read_only(opened_read_only),
         schema_version(opened.schema_version),
         has_translations(opened.has_translations) {}
 

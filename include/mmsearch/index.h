@@ -42,8 +42,8 @@
 #include <utility>
 #include <vector>
 
-// Where the store lives (default_index_path) and the path form it stores; the content hash
-// (hash_file). Included here because every user of the store needs them.
+// Where the store lives (default_index_path), the path form it stores and the content hash
+// (hash_file): users of the store need them, and they were declared here before.
 #include "mmsearch/hash.h"
 #include "mmsearch/paths.h"
 #include "mmsearch/search.h"
