@@ -1,11 +1,14 @@
 #include "mmsearch/hash.h"
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -13,6 +16,23 @@
 
 namespace mmsearch {
 namespace {
+
+// Feeds a file to `consume` in 1 MiB blocks, so no file is ever held in memory whole. The one
+// reader behind every file hash, so all of them report an unreadable file the same way.
+void for_each_file_block(const std::filesystem::path& path,
+                         const std::function<void(const char*, std::size_t)>& consume) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(ErrorKind::kInput, path.string() + ": cannot open: " + std::strerror(errno));
+  }
+  std::vector<char> block(1 << 20);
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const std::streamsize got = in.gcount();
+    if (got > 0) consume(block.data(), static_cast<std::size_t>(got));
+  }
+  if (in.bad()) throw Error(ErrorKind::kInput, path.string() + ": read error");
+}
 
 struct DigestContextDeleter {
   void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
@@ -43,21 +63,17 @@ std::string finish_hex(EVP_MD_CTX* context) {
   return hex;
 }
 
+struct Xxh64StateDeleter {
+  void operator()(XXH64_state_t* state) const { XXH64_freeState(state); }
+};
+
 }  // namespace
 
 std::string sha256_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw Error(ErrorKind::kInput, path.string() + ": cannot open: " + std::strerror(errno));
-  }
   DigestContext context = new_sha256_context();
-  std::vector<char> buffer(1 << 20);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    const std::streamsize got = in.gcount();
-    if (got > 0) EVP_DigestUpdate(context.get(), buffer.data(), static_cast<std::size_t>(got));
-  }
-  if (in.bad()) throw Error(ErrorKind::kInput, path.string() + ": read error");
+  for_each_file_block(path, [&](const char* data, std::size_t size) {
+    EVP_DigestUpdate(context.get(), data, size);
+  });
   return finish_hex(context.get());
 }
 
@@ -65,6 +81,23 @@ std::string sha256_bytes(const void* data, std::size_t size) {
   DigestContext context = new_sha256_context();
   EVP_DigestUpdate(context.get(), data, size);
   return finish_hex(context.get());
+}
+
+std::uint64_t xxh64(const void* data, std::size_t size, std::uint64_t seed) {
+  return XXH64(data, size, seed);
+}
+
+std::string hash_file(const std::filesystem::path& path) {
+  std::unique_ptr<XXH64_state_t, Xxh64StateDeleter> state(XXH64_createState());
+  if (!state || XXH64_reset(state.get(), 0) == XXH_ERROR) {
+    throw Error(ErrorKind::kInternal, "libxxhash could not initialise XXH64");
+  }
+  for_each_file_block(
+      path, [&](const char* data, std::size_t size) { XXH64_update(state.get(), data, size); });
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(XXH64_digest(state.get())));
+  return std::string("xxh64:") + hex;
 }
 
 }  // namespace mmsearch

@@ -13,8 +13,12 @@
 //   disk; kill -9 (or power loss) at any moment after that keeps it. A batch interrupted before
 //   its commit is rolled back entirely by SQLite on the next open: the store is never half
 //   written, and a crash loses at most the batch that was being written.
-// * Versioning: the `meta` table carries `schema_version`; a store written by a newer mmsearch
-//   is refused (Error kIndex) rather than misread. Older versions are migrated on open.
+// * Versioning: the `meta` table carries `schema_version` (history in src/store_schema.cpp:
+//   1 = files, captions, vectors; 2 = + translation cache). A store written by a newer
+//   mmsearch is refused (Error kIndex) rather than misread. An older store is migrated by a
+//   read-write open, one version step per transaction; a read-only open never writes and
+//   reads an older store as it is: what later versions added is absent (e.g. translation
+//   lookups on a version-1 store without the cache find nothing) until a read-write open.
 // * Models never mix: every file row belongs to one model id, and every query names its model.
 //   The model id is the caller's (bundle name + hash of its manifest, e.g. "blip-base@3fa94c1d"),
 //   so re-exporting a bundle with other weights gives another id and never reuses old vectors.
@@ -25,7 +29,7 @@
 // gets Error kIndex ("locked by another mmsearch process").
 //
 // Errors: every failure throws mmsearch::Error(kIndex, message naming the store path), except
-// bad arguments (kUsage) and unreadable files given to hash_file() (kInput).
+// bad arguments and writes to a read-only store (kUsage).
 #pragma once
 
 #include <cstdint>
@@ -38,42 +42,16 @@
 #include <utility>
 #include <vector>
 
+// Where the store lives (default_index_path), the path form it stores and the content hash
+// (hash_file): users of the store need them, and they were declared here before.
+#include "mmsearch/hash.h"
+#include "mmsearch/paths.h"
 #include "mmsearch/search.h"
 
 namespace mmsearch {
 
 // ---------------------------------------------------------------------------------------------
-// Where the store lives.
-
-// The per-user data folder: $MMSEARCH_HOME if set and non-empty, else $XDG_DATA_HOME/mmsearch,
-// else $HOME/.local/share/mmsearch. Does not create it. Throws Error(kUsage) when none of the
-// variables is usable (relative values are ignored, as the XDG spec says).
-std::filesystem::path default_data_dir();
-// default_data_dir() / "index.sqlite3".
-std::filesystem::path default_index_path();
-
-// The canonical form of a path as stored and matched: absolute, lexically normal, no trailing
-// slash (except "/"). Symlinks are not resolved: the user's view of the tree is kept.
-std::string normalize_index_path(const std::filesystem::path& path);
-
-// ---------------------------------------------------------------------------------------------
-// Content hash.
-//
-// XXH64 (seed 0) of the file's bytes, stored as "xxh64:<16 hex digits>". Why XXH64 and not
-// SHA-256: the hash only has to recognise the same photo under another name (rename,
-// duplicate) and a touched-but-unchanged file, it guards no security boundary. XXH64 runs at
-// memory speed (~10 GB/s), so hashing never shows next to decoding, while SHA-256 without
-// hardware support (~0.4 GB/s) would dominate an incremental rerun. Accidental collisions are
-// negligible (p ~ n^2 / 2^65, ~3e-8 for a million photos), and reuse also requires the same
-// size. The algorithm name is part of the value, so a later change of hash cannot match old
-// values by accident.
-std::uint64_t xxh64(const void* data, std::size_t size, std::uint64_t seed = 0);
-// Streams the file in 1 MiB blocks. Throws Error(kInput) naming the file when it can't be read.
-std::string hash_file(const std::filesystem::path& path);
-
-// ---------------------------------------------------------------------------------------------
 // Records.
-
 
 // One block of vectors: `rows` vectors of `cols` float32, row-major.
 struct StoredVectors {
@@ -136,12 +114,20 @@ struct ModelUsage {
   std::int64_t file_count = 0;
 };
 
+// What remove_model() deleted.
+struct RemovedRows {
+  std::int64_t files = 0;
+  std::int64_t captions = 0;
+  std::int64_t vectors = 0;  // vector blocks (one per kind and caption), not single vectors
+};
+
 // ---------------------------------------------------------------------------------------------
 // The store.
 
 class IndexStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // The schema version this build writes, and the newest it reads.
+  static constexpr int kSchemaVersion = 2;
 
   enum class Mode {
     kReadWrite,  // creates the parent folder and the database when missing
@@ -149,7 +135,8 @@ class IndexStore {
   };
 
   // Opens (and for kReadWrite creates or migrates) the store. Throws Error(kIndex) for a file
-  // that is not an mmsearch index, a newer schema, a corrupt database, or a lock timeout.
+  // that is not an mmsearch index, a newer schema, a corrupt database, or a lock timeout (a
+  // migration needs the write lock).
   explicit IndexStore(const std::filesystem::path& path, Mode mode = Mode::kReadWrite,
                       int busy_timeout_ms = 5000);
   ~IndexStore();
@@ -159,6 +146,9 @@ class IndexStore {
   IndexStore& operator=(const IndexStore&) = delete;
 
   const std::filesystem::path& path() const;
+  // The schema version of the open file: kSchemaVersion, or lower for a read-only open of a
+  // store that no read-write open has migrated yet.
+  int schema_version() const;
 
   // --- writing (each call is one transaction, durable on return) ---
 
@@ -177,6 +167,18 @@ class IndexStore {
   // std::filesystem::exists sees it). Returns the removed paths, sorted.
   std::vector<std::string> remove_missing(const std::string& model_id,
                                           const std::filesystem::path& scope);
+
+  // Removes everything of one model (its files with their captions and vectors, and the model
+  // id itself) in one transaction, e.g. for a bundle that no longer exists; other models are
+  // untouched. A model the store does not hold removes nothing. The file does not shrink by
+  // itself: the space is reused by later writes, or returned by vacuum().
+  RemovedRows remove_model(const std::string& model_id);
+
+  // Rewrites the database without its free pages (SQLite VACUUM) and returns the bytes freed.
+  // Needs free disk space of up to the store's size while it runs, and the write lock (waits
+  // for other writers like any write); concurrent readers are fine. Throws Error(kUsage) on a
+  // read-only store.
+  std::int64_t vacuum();
 
   // --- reading ---
 
@@ -207,21 +209,23 @@ class IndexStore {
   LoadedVectors load_vectors(const std::string& model_id, const std::filesystem::path& scope,
                              VectorKind kind) const;
 
-  // Which models have indexed files under `scope`, most files first. Used to say "this folder
-  // was indexed with model X; run `mmsearch index --model X`" or "not indexed yet".
+  // Which models have indexed files under `scope`, most files first. Lets a caller say which
+  // model a folder was indexed with, or that it was not indexed yet.
   std::vector<ModelUsage> models_in_scope(const std::filesystem::path& scope) const;
 
-  // Every model id known to the store.
+  // Every model id known to the store, sorted.
   std::vector<std::string> models() const;
+  // Every model id known to the store with its number of files (0 once all were removed),
+  // sorted by model id: what pruning needs to find models whose bundle is gone.
+  std::vector<ModelUsage> model_usage() const;
 
   // --- translation cache (issue 6) ---
   //
   // English translations of caption / query texts, keyed by (translator id, source text); the
   // translator id names the translation model and its weights (e.g.
-  // "opus-mt-it-en@<sha256 of decoder.pt>"), so another model never reuses an entry. The table
-  // `translations` is created on read-write open (CREATE TABLE IF NOT EXISTS: a store of
-  // schema version 1 made before it stays version 1 and readable by older builds). A read-only
-  // open of a store without the table does not fail: lookups then find nothing.
+  // "opus-mt-it-en@<sha256 of decoder.pt>"), so another model never reuses an entry. The cache
+  // is part of schema version 2; a read-only open of a version-1 store without it does not
+  // fail: lookups then find nothing.
 
   // The cached translations of `texts` under `translator_id` (source text -> translation);
   // texts with no entry are absent from the map. Duplicates in `texts` are looked up once.
@@ -231,6 +235,11 @@ class IndexStore {
   // Throws Error(kUsage) for an empty translator id, Error(kUsage) on a read-only store.
   void put_translations(const std::string& translator_id,
                         const std::vector<std::pair<std::string, std::string>>& pairs);
+
+  // --- maintenance ---
+
+  // Bytes held by free pages (left by removals), which vacuum() would return to the disk.
+  std::int64_t free_bytes() const;
 
   // PRAGMA integrity_check: "ok" or SQLite's list of problems.
   std::string integrity_check() const;

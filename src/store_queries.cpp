@@ -1,0 +1,250 @@
+// IndexStore: reading files, vectors and models.
+#include <cstring>
+
+#include "mmsearch/index.h"
+#include "store_impl.h"
+
+namespace mmsearch {
+namespace {
+
+// The half-open range of stored paths under a scope: [scope + "/", scope + "0"), since '0' is
+// the byte after '/'. Byte-wise (BINARY) comparison makes this exact: "/a/b" never matches
+// "/a/bc" or "/a/b-c", and no LIKE wildcard or case folding gets in the way. The scope's own
+// path matches too (a scope may be a single file).
+struct ScopeRange {
+  std::string exact;
+  std::string low;
+  std::string high;
+};
+
+ScopeRange scope_range(const std::filesystem::path& scope) {
+  std::string s = normalize_index_path(scope);
+  if (s == "/") return {s, "/", "0"};
+  return {s, s + "/", s + "0"};
+}
+
+// Matches the files f under a scope bound as ?2, ?3, ?4 by bind_scope().
+constexpr const char* kScopeClause = "(f.path = ?2 OR (f.path >= ?3 AND f.path < ?4))";
+
+void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
+  q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
+}
+
+FileState file_state(const sqlite::Statement& q, int first_column) {
+  return FileState{q.text(first_column), q.int64(first_column + 1), q.int64(first_column + 2),
+                   q.text(first_column + 3)};
+}
+
+}  // namespace
+
+std::optional<FileState> IndexStore::find_file(const std::string& model_id,
+                                               const std::filesystem::path& path) const {
+  const Impl& s = *impl_;
+  const auto model = s.model_row(model_id);
+  if (!model) return std::nullopt;
+  sqlite::Statement q(
+      s.db, "SELECT path, size, mtime_ns, content_hash FROM files WHERE model = ?1 AND path = ?2",
+      "find file");
+  q.bind(1, *model).bind(2, normalize_index_path(path));
+  if (!q.step()) return std::nullopt;
+  return file_state(q, 0);
+}
+
+std::unordered_map<std::string, FileState> IndexStore::file_states(
+    const std::string& model_id, const std::filesystem::path& scope) const {
+  const Impl& s = *impl_;
+  std::unordered_map<std::string, FileState> states;
+  const auto model = s.model_row(model_id);
+  if (!model) return states;
+  sqlite::Statement q(s.db,
+                      std::string("SELECT f.path, f.size, f.mtime_ns, f.content_hash FROM files f "
+                                  "WHERE f.model = ?1 AND ") +
+                          kScopeClause,
+                      "list file states");
+  q.bind(1, *model);
+  bind_scope(q, scope_range(scope));
+  while (q.step()) {
+    FileState state = file_state(q, 0);
+    states.emplace(state.path, std::move(state));
+  }
+  return states;
+}
+
+std::optional<IndexedFile> IndexStore::find_by_content_hash(const std::string& model_id,
+                                                            const std::string& content_hash,
+                                                            std::int64_t size) const {
+  const Impl& s = *impl_;
+  const auto model = s.model_row(model_id);
+  if (!model) return std::nullopt;
+  const char* what = "find by content hash";
+  sqlite::Statement q(s.db,
+                      "SELECT id, path, size, mtime_ns, content_hash, category FROM files "
+                      "WHERE model = ?1 AND content_hash = ?2 AND size = ?3 ORDER BY id LIMIT 1",
+                      what);
+  q.bind(1, *model).bind(2, content_hash).bind(3, size);
+  if (!q.step()) return std::nullopt;
+  const std::int64_t file_id = q.int64(0);
+  IndexedFile file;
+  file.state = file_state(q, 1);
+  file.category = q.text(5);
+  sqlite::Statement captions(
+      s.db, "SELECT caption, caption_en FROM captions WHERE file_id = ?1 ORDER BY caption_index",
+      what);
+  captions.bind(1, file_id);
+  while (captions.step()) file.captions.push_back({captions.text(0), captions.text(1)});
+  sqlite::Statement vectors(s.db,
+                            "SELECT kind, caption_index, rows, cols, data FROM vectors "
+                            "WHERE file_id = ?1 ORDER BY kind, caption_index",
+                            what);
+  vectors.bind(1, file_id);
+  while (vectors.step()) {
+    StoredVectors v;
+    v.kind = vector_kind_from_string(vectors.text(0));
+    v.caption_index = static_cast<int>(vectors.int64(1));
+    v.rows = static_cast<int>(vectors.int64(2));
+    v.cols = static_cast<int>(vectors.int64(3));
+    const std::size_t n = static_cast<std::size_t>(v.rows) * v.cols;
+    if (vectors.bytes(4) != n * sizeof(float)) {
+      throw Error(ErrorKind::kIndex, s.where("vectors of " + file.state.path + " are corrupt"));
+    }
+    v.values.resize(n);
+    if (n > 0) std::memcpy(v.values.data(), vectors.blob(4), n * sizeof(float));
+    file.vectors.push_back(std::move(v));
+  }
+  return file;
+}
+
+std::vector<FileListing> IndexStore::list_files(const std::string& model_id,
+                                                const std::filesystem::path& scope) const {
+  const Impl& s = *impl_;
+  std::vector<FileListing> files;
+  const auto model = s.model_row(model_id);
+  if (!model) return files;
+  // One query with a LEFT JOIN (rows come grouped by file), rather than one query per file.
+  sqlite::Statement q(
+      s.db,
+      std::string("SELECT f.id, f.path, f.size, f.mtime_ns, f.content_hash, f.category, "
+                  "c.caption, c.caption_en, c.caption_index FROM files f "
+                  "LEFT JOIN captions c ON c.file_id = f.id WHERE f.model = ?1 AND ") +
+          kScopeClause + " ORDER BY f.path, c.caption_index",
+      "list files");
+  q.bind(1, *model);
+  bind_scope(q, scope_range(scope));
+  while (q.step()) {
+    const std::int64_t id = q.int64(0);
+    if (files.empty() || files.back().file_id != id) {
+      FileListing f;
+      f.file_id = id;
+      f.state = file_state(q, 1);
+      f.category = q.text(5);
+      files.push_back(std::move(f));
+    }
+    if (!q.is_null(8)) files.back().captions.push_back({q.text(6), q.text(7)});
+  }
+  return files;
+}
+
+LoadedVectors IndexStore::load_vectors(const std::string& model_id,
+                                       const std::filesystem::path& scope, VectorKind kind) const {
+  const Impl& s = *impl_;
+  LoadedVectors loaded;
+  const auto model = s.model_row(model_id);
+  if (!model) return loaded;
+  const ScopeRange range = scope_range(scope);
+  const std::string kind_name(to_string(kind));
+  // Counting first lets the matrix be allocated once: growing a vector of several hundred MB
+  // by doubling costs more (page faults, copies) than SQLite's reading of the blobs.
+  sqlite::Statement count(s.db,
+                          std::string("SELECT count(*) FROM files f JOIN vectors v ON "
+                                      "v.file_id = f.id AND v.kind = ?5 WHERE f.model = ?1 AND ") +
+                              kScopeClause,
+                          "load vectors");
+  count.bind(1, *model).bind(5, kind_name);
+  bind_scope(count, range);
+  const std::int64_t expected_rows = count.step() ? count.int64(0) : 0;
+  count.reset();
+  // For image kinds the row's caption is the file's first caption (caption_index 0), for
+  // caption kinds the caption the vectors were computed from.
+  sqlite::Statement q(
+      s.db,
+      std::string("SELECT f.id, f.path, f.category, v.caption_index, c.caption, c.caption_en, "
+                  "v.rows, v.cols, v.data FROM files f "
+                  "JOIN vectors v ON v.file_id = f.id AND v.kind = ?5 "
+                  "LEFT JOIN captions c ON c.file_id = f.id AND "
+                  "c.caption_index = max(v.caption_index, 0) WHERE f.model = ?1 AND ") +
+          kScopeClause + " ORDER BY f.path, v.caption_index",
+      "load vectors");
+  q.bind(1, *model).bind(5, kind_name);
+  bind_scope(q, range);
+  loaded.owners.reserve(static_cast<std::size_t>(expected_rows));
+  Embeddings& e = loaded.embeddings;
+  while (q.step()) {
+    const int rows = static_cast<int>(q.int64(6));
+    const int cols = static_cast<int>(q.int64(7));
+    const std::string path = q.text(1);
+    if (e.count == 0) {
+      e.vectors_per_item = rows;
+      e.dim = cols;
+      if (rows > 0 && cols > 0) {
+        e.values.reserve(static_cast<std::size_t>(expected_rows) * rows * cols);
+      }
+    } else if (rows != e.vectors_per_item || cols != e.dim) {
+      throw Error(ErrorKind::kIndex,
+                  s.where(kind_name + " vectors of " + path + " are " + std::to_string(rows) +
+                          " x " + std::to_string(cols) + ", others " +
+                          std::to_string(e.vectors_per_item) + " x " + std::to_string(e.dim) +
+                          " (vectors of one model must agree in shape; re-indexing the "
+                          "folder rewrites them)"));
+    }
+    const std::size_t n = static_cast<std::size_t>(rows) * cols;
+    if (rows <= 0 || cols <= 0 || q.bytes(8) != n * sizeof(float)) {
+      throw Error(ErrorKind::kIndex, s.where("vectors of " + path + " are corrupt"));
+    }
+    // memcpy, not a float* cast: SQLite does not promise aligned blobs.
+    const std::size_t offset = e.values.size();
+    e.values.resize(offset + n);
+    std::memcpy(e.values.data() + offset, q.blob(8), n * sizeof(float));
+    ++e.count;
+    VectorOwner owner;
+    owner.file_id = q.int64(0);
+    owner.path = path;
+    owner.category = q.text(2);
+    owner.caption_index = static_cast<int>(q.int64(3));
+    owner.caption = q.text(4);
+    owner.caption_en = q.text(5);
+    loaded.owners.push_back(std::move(owner));
+  }
+  return loaded;
+}
+
+std::vector<ModelUsage> IndexStore::models_in_scope(const std::filesystem::path& scope) const {
+  // ?1 is unused here; the clause keeps the scope parameters at ?2..?4 like everywhere else.
+  sqlite::Statement q(impl_->db,
+                      std::string("SELECT m.model_id, count(*) AS n FROM files f "
+                                  "JOIN models m ON m.id = f.model WHERE ?1 = ?1 AND ") +
+                          kScopeClause + " GROUP BY m.model_id ORDER BY n DESC, m.model_id",
+                      "models in scope");
+  q.bind(1, std::int64_t{0});
+  bind_scope(q, scope_range(scope));
+  std::vector<ModelUsage> usage;
+  while (q.step()) usage.push_back({q.text(0), q.int64(1)});
+  return usage;
+}
+
+std::vector<std::string> IndexStore::models() const {
+  std::vector<std::string> ids;
+  for (ModelUsage& usage : model_usage()) ids.push_back(std::move(usage.model_id));
+  return ids;
+}
+
+std::vector<ModelUsage> IndexStore::model_usage() const {
+  sqlite::Statement q(impl_->db,
+                      "SELECT m.model_id, count(f.id) FROM models m "
+                      "LEFT JOIN files f ON f.model = m.id GROUP BY m.id ORDER BY m.model_id",
+                      "list models");
+  std::vector<ModelUsage> usage;
+  while (q.step()) usage.push_back({q.text(0), q.int64(1)});
+  return usage;
+}
+
+}  // namespace mmsearch

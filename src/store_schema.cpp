@@ -1,0 +1,257 @@
+#include "store_schema.h"
+
+#include <string>
+#include <system_error>
+
+#include "mmsearch/error.h"
+#include "mmsearch/index.h"
+
+namespace mmsearch::store_schema {
+namespace fs = std::filesystem;
+namespace {
+
+// 'MMSE' in the database header: tells our store from any other SQLite file.
+constexpr int kApplicationId = 0x4D4D5345;
+
+// Schema version 1, the base of the ladder. Frozen: it is what stores written by the first
+// releases hold, so it is never edited; every change is a migration step below. Design notes:
+// * files: one row per (model, path). The same photo indexed by two models is two rows, so
+//   each model's incremental state is independent and removing one model's index never
+//   touches another's.
+// * captions / vectors cascade from files, so removing a file removes everything it owned.
+// * vectors.caption_index is -1 for per-image vectors; a real column (not NULL) so that the
+//   primary key (file_id, caption_index, kind) really is unique.
+// * data is raw little-endian float32, rows * cols * 4 bytes, checked on load.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE models (
+  id       INTEGER PRIMARY KEY,
+  model_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE files (
+  id           INTEGER PRIMARY KEY,
+  model        INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+  path         TEXT NOT NULL,
+  size         INTEGER NOT NULL,
+  mtime_ns     INTEGER NOT NULL,
+  content_hash TEXT NOT NULL,
+  category     TEXT NOT NULL DEFAULT '',
+  indexed_at   INTEGER NOT NULL,
+  UNIQUE (model, path)
+);
+CREATE INDEX files_by_hash ON files (model, content_hash, size);
+CREATE TABLE captions (
+  file_id       INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+  caption_index INTEGER NOT NULL,
+  caption       TEXT NOT NULL,
+  caption_en    TEXT,
+  PRIMARY KEY (file_id, caption_index)
+) WITHOUT ROWID;
+CREATE TABLE vectors (
+  file_id       INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+  caption_index INTEGER NOT NULL,
+  kind          TEXT NOT NULL,
+  rows          INTEGER NOT NULL,
+  cols          INTEGER NOT NULL,
+  data          BLOB NOT NULL,
+  PRIMARY KEY (file_id, kind, caption_index)
+);
+)sql";
+
+// One rung of the ladder: the SQL that turns version to_version - 1 into to_version. Each runs
+// in its own transaction together with the bump of meta.schema_version, so a crash leaves the
+// store at one version or the next, never between.
+struct MigrationStep {
+  int to_version;
+  const char* summary;
+  const char* sql;
+};
+
+constexpr MigrationStep kMigrations[] = {
+    // The translation cache (issue 6): English text per (translator, source text), keyed by
+    // the translator's id (bundle name + weights hash), so another translator never reuses
+    // entries. Not referenced by files: entries outlive the captions that needed them, which
+    // lets a re-index after a caption edit-and-revert, or a second folder with the same
+    // captions, skip the translator. Rows are small; nothing prunes them. IF NOT EXISTS:
+    // builds before this ladder created the same table in version-1 stores, whose entries
+    // are kept.
+    {2, "add the translation cache", R"sql(
+CREATE TABLE IF NOT EXISTS translations (
+  translator_id TEXT NOT NULL,
+  text          TEXT NOT NULL,
+  translation   TEXT NOT NULL,
+  PRIMARY KEY (translator_id, text)
+) WITHOUT ROWID;
+)sql"},
+};
+
+constexpr bool ladder_is_complete() {
+  int version = 1;
+  for (const MigrationStep& step : kMigrations) {
+    if (step.to_version != version + 1) return false;
+    version = step.to_version;
+  }
+  return version == IndexStore::kSchemaVersion;
+}
+static_assert(ladder_is_complete(),
+              "kMigrations must climb one version at a time from 1 to IndexStore::kSchemaVersion");
+
+std::string version_text(int version) { return std::to_string(version); }
+
+// meta.schema_version, or 0 when absent or not a positive number.
+int read_schema_version(const sqlite::Database& db) {
+  sqlite::Statement q(db, "SELECT value FROM meta WHERE key = 'schema_version'",
+                      "read schema version");
+  if (!q.step()) return 0;
+  const std::string text = q.text(0);
+  if (text.empty() || text.size() > 9 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return 0;
+  }
+  return std::stoi(text);
+}
+
+void apply_step(sqlite::Database& db, const MigrationStep& step) {
+  const std::string what =
+      "migrate schema to version " + version_text(step.to_version) + " (" + step.summary + ")";
+  db.exec(step.sql, what);
+  db.exec("UPDATE meta SET value = '" + version_text(step.to_version) +
+              "' WHERE key = 'schema_version'",
+          what);
+}
+
+// A new store is created as version 1 and climbed up the whole ladder in one transaction:
+// one definition of the latest schema, and a crash never leaves a half-created store.
+void create_schema(sqlite::Database& db) {
+  sqlite::Transaction transaction(db, "create schema");
+  db.exec(kSchemaV1, "create schema");
+  db.exec("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", "create schema");
+  db.exec("PRAGMA application_id = " + std::to_string(kApplicationId), "create schema");
+  for (const MigrationStep& step : kMigrations) apply_step(db, step);
+  transaction.commit();
+}
+
+// Climbs from `version` to the latest, one transaction per step. Each step re-reads the
+// version under the write lock: another process may have migrated while this one waited.
+int migrate(sqlite::Database& db, int version) {
+  for (const MigrationStep& step : kMigrations) {
+    if (step.to_version <= version) continue;
+    sqlite::Transaction transaction(db,
+                                    "migrate schema to version " + version_text(step.to_version));
+    version = read_schema_version(db);
+    if (version >= step.to_version) continue;
+    apply_step(db, step);
+    transaction.commit();
+    version = step.to_version;
+  }
+  return version;
+}
+
+void check_readable(const fs::path& path, int version) {
+  if (version > IndexStore::kSchemaVersion) {
+    throw Error(ErrorKind::kIndex,
+                "index " + path.string() + " has schema version " + version_text(version) +
+                    ", written by a newer mmsearch; this mmsearch reads versions 1 to " +
+                    version_text(IndexStore::kSchemaVersion) + ". Upgrade mmsearch to use it");
+  }
+  if (version < 1) {
+    throw Error(ErrorKind::kIndex,
+                "index " + path.string() + " has no valid schema version; it is corrupt");
+  }
+}
+
+bool table_exists(const sqlite::Database& db, const std::string& name) {
+  sqlite::Statement q(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                      "open");
+  q.bind(1, name);
+  return q.step() && q.int64(0) > 0;
+}
+
+void prepare_location(const fs::path& path, bool read_only) {
+  std::error_code ec;
+  if (read_only) {
+    if (!fs::exists(path, ec)) {
+      throw Error(ErrorKind::kIndex, "no index at " + path.string() + " (nothing indexed yet)");
+    }
+  } else if (path.has_parent_path()) {
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) {
+      throw Error(ErrorKind::kIndex,
+                  "cannot create " + path.parent_path().string() + ": " + ec.message());
+    }
+  }
+}
+
+// Connection settings; `is_new` when the file holds no table yet.
+void configure(sqlite::Database& db, bool read_only, bool is_new) {
+  if (!read_only) {
+    // WAL: readers (a query) run while the indexer writes, and a crash can only lose the
+    // uncommitted tail of the log. synchronous=FULL syncs the WAL at every commit, so a
+    // committed batch survives power loss too, not only kill -9 (NORMAL would keep it
+    // after kill -9 but not after power loss). One fsync per batch is cheap next to
+    // embedding the batch.
+    // 16 KiB pages (only takes effect on a new, empty database): vector blobs span fewer
+    // overflow pages.
+    if (is_new) db.exec("PRAGMA page_size = 16384", "set page size");
+    db.exec("PRAGMA journal_mode = WAL", "enable WAL");
+  }
+  db.exec("PRAGMA synchronous = FULL", "set synchronous");
+  // Loading a scope reads every vector blob (a BLIP-2 image_proj block is 32 KiB): a 64 MiB
+  // page cache and memory-mapped reads cut that load time several-fold over 4 KiB read()s.
+  db.exec("PRAGMA cache_size = -65536", "set cache size");
+  db.exec("PRAGMA mmap_size = 1073741824", "set mmap size");
+  db.exec("PRAGMA foreign_keys = ON", "enable foreign keys");
+}
+
+}  // namespace
+
+OpenedDatabase open_database(const std::filesystem::path& path, bool read_only,
+                             int busy_timeout_ms) {
+  prepare_location(path, read_only);
+  OpenedDatabase opened{sqlite::Database(path,
+                                         read_only ? sqlite::Database::Access::kReadOnly
+                                                   : sqlite::Database::Access::kReadWriteCreate,
+                                         busy_timeout_ms),
+                        0, false};
+  sqlite::Database& db = opened.db;
+
+  // Reading the header first turns "file is not a database" into a clear error up front.
+  std::int64_t application_id = 0, tables = 0;
+  try {
+    application_id = db.query_int("PRAGMA application_id", "open");
+    tables = db.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'", "open");
+  } catch (const Error& e) {
+    throw Error(ErrorKind::kIndex, "index " + path.string() +
+                                       " is not an mmsearch index or is corrupt (" + e.what() +
+                                       "); move it away to start a new index");
+  }
+  if (tables > 0 && application_id != kApplicationId) {
+    throw Error(ErrorKind::kIndex,
+                "index " + path.string() +
+                    " is an SQLite database but not an mmsearch index; refusing to touch it");
+  }
+  configure(db, read_only, tables == 0);
+
+  if (tables == 0) {
+    if (read_only) throw Error(ErrorKind::kIndex, "index " + path.string() + " is empty");
+    create_schema(db);
+    opened.schema_version = IndexStore::kSchemaVersion;
+    opened.has_translations = true;
+    return opened;
+  }
+  int version = read_schema_version(db);
+  check_readable(path, version);
+  if (!read_only) {
+    version = migrate(db, version);
+    check_readable(path, version);  // a newer mmsearch may have migrated it meanwhile
+  }
+  opened.schema_version = version;
+  // Version 1 stores may hold the cache too: builds before the ladder created it there.
+  opened.has_translations = version >= 2 || table_exists(db, "translations");
+  return opened;
+}
+
+}  // namespace mmsearch::store_schema
