@@ -9,7 +9,7 @@
 #include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/hash.h"
-#include "mmsearch/index.h"
+#include "mmsearch/paths.h"
 #include "mmsearch/translate.h"
 
 namespace fs = std::filesystem;
