@@ -11,13 +11,13 @@
 // Translation (issue 6): with IndexOptions::translate set, every caption is embedded in English.
 // The English text comes from the store's translation cache (keyed by translator_id and the
 // caption text); the misses of a run are deduplicated and translated in one call before
-// anything is written, and stored in the cache, so a re-index never translates again. The
-// store keeps Caption{text = original, text_en = English}. Blank captions stay blank (no
-// translation). A translator failure throws before the index is touched.
+// anything is written, and stored in the cache (translate_cached, translation.h), so a re-index
+// never translates again. The store keeps Caption{text = original, text_en = English}. Blank
+// captions stay blank (no translation). A translator failure throws before the index is touched.
 //
 // Change of translator: a file is unchanged only when its stored captions match the wanted ones
 // in both text and text_en, where the wanted text_en is the current translator's output
-// (empty without --translate). So adding, dropping or switching the translator re-embeds
+// (empty without translation). So adding, dropping or switching the translator re-embeds
 // the files whose captions' English text changes, and a translator that gives the same English
 // leaves them as they are: the vectors depend only on the text that was embedded. (Content-hash
 // reuse also requires equal text_en, so such a file runs through the model again; that costs
@@ -25,6 +25,11 @@
 //
 // Concurrency: decoding and preprocessing of the next batch run on worker threads while the
 // model embeds the current one.
+//
+// A run has four steps, each in its own file: plan (index_plan.h: find the images, read the
+// captions, decide per file), translate (translation.h: the captions' English, cache first),
+// embed (index_embed.h: decode ahead and run the model per batch) and commit (index_commit.h:
+// one transaction per batch, removals). index_folder() runs them in that order.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +41,9 @@
 #include "mmsearch/encoder.h"
 #include "mmsearch/image.h"
 #include "mmsearch/index.h"
+#include "mmsearch/index_embed.h"
+#include "mmsearch/index_plan.h"
+#include "mmsearch/translation.h"
 
 namespace mmsearch {
 
@@ -57,15 +65,10 @@ struct IndexOptions {
   // at most once per run, with the distinct non-blank captions missing from the cache; may
   // throw (e.g. Error(kModel) when the translation model can't be loaded), which aborts the
   // run before anything is written.
-  std::function<std::vector<std::string>(const std::vector<std::string>&)> translate;
+  TranslateFunction translate;
   // Names the translation model and its weights for the cache (e.g. "opus-mt-it-en@<sha256>");
   // required when `translate` is set.
   std::string translator_id;
-};
-
-struct IndexFailure {
-  std::string path;
-  std::string reason;
 };
 
 struct IndexSummary {
@@ -83,21 +86,6 @@ struct IndexSummary {
   std::vector<std::string> warnings;  // captions-file rows skipped, unreadable folders...
   double seconds = 0;
 };
-
-// Every image file under root (by content sniffing, not extension), sorted. Follows symbolic
-// links to folders but never enters a folder twice (no loops). Hidden names are skipped unless
-// include_hidden. Unreadable folders are reported in `warnings` and skipped.
-std::vector<std::filesystem::path> find_images(const std::filesystem::path& root,
-                                               bool include_hidden,
-                                               std::vector<std::string>& warnings);
-
-// The vectors stored for one image / one caption, from the encoder's outputs for batch row b.
-// Projections keep every row the retrieval rule needs (BLIP: the CLS row; BLIP-2: the 32 query
-// rows); unprojected embeddings are stored as one L2-normalised summary row (BLIP: CLS;
-// BLIP-2: the mean of the query outputs), which is what image-multimodal comparisons use.
-StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& proj, int b);
-StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& embeds, int b,
-                              VectorKind kind, int caption_index);
 
 // Indexes root (recursively) with the encoder's model into the store. Per-file problems are
 // counted and listed, never thrown; throws only when root is not a readable folder (kInput) or

@@ -76,7 +76,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             // before any work; its model is only loaded when some caption is not cached.
             std::shared_ptr<LazyTranslator> translator;
             if (options->translation.enabled()) {
-              translator = std::make_shared<LazyTranslator>(global, options->translation);
+              translator = open_translator(global, options->translation);
             }
             auto encoder = open_encoder(global, options->model);
             IndexStore store(default_index_path());
@@ -91,7 +91,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
               index_options.translate = [translator](const std::vector<std::string>& texts) {
                 spdlog::info("translating {} caption{} with {}", texts.size(),
                              texts.size() == 1 ? "" : "s", translator->name());
-                return (*translator)(texts);
+                return translator->translate(texts);
               };
             }
             Progress progress("indexing", !global.quiet);

@@ -37,45 +37,21 @@ std::string shown_caption(const QueryHit& hit) {
   return hit.caption_en + " (" + hit.caption + ")";
 }
 
-// Translates the text terms in place (cache first; misses with the translator, then cached
-// best-effort: a query never fails because the store is busy). Returns each term's original
-// text, "" for terms left as they were.
+// Translates the text terms in place (cache first; see translate_cached). Returns each term's
+// original text, "" for terms left as they were.
 std::vector<std::string> translate_terms(std::vector<QueryTerm>& terms, LazyTranslator& translator,
                                          const IndexStore& store) {
-  std::vector<std::string> wanted;
+  std::vector<std::string> texts;
   for (const auto& term : terms) {
-    const bool blank = std::all_of(term.value.begin(), term.value.end(),
-                                   [](unsigned char c) { return std::isspace(c); });
-    if (term.kind == QueryTerm::Kind::kText && !blank &&
-        std::find(wanted.begin(), wanted.end(), term.value) == wanted.end()) {
-      wanted.push_back(term.value);
-    }
+    if (term.kind == QueryTerm::Kind::kText) texts.push_back(term.value);
   }
-  auto english = store.find_translations(translator.id(), wanted);
-  std::vector<std::string> missing;
-  for (const auto& text : wanted) {
-    if (!english.count(text)) missing.push_back(text);
-  }
-  if (!missing.empty()) {
-    const std::vector<std::string> translated = translator(missing);
-    std::vector<std::pair<std::string, std::string>> pairs;
-    for (std::size_t i = 0; i < missing.size() && i < translated.size(); ++i) {
-      english[missing[i]] = translated[i];
-      pairs.emplace_back(missing[i], translated[i]);
-    }
-    try {
-      IndexStore writer(store.path(), IndexStore::Mode::kReadWrite, 200);
-      writer.put_translations(translator.id(), pairs);
-    } catch (const Error& e) {
-      spdlog::debug("query translations not cached: {}", e.what());
-    }
-  }
+  const CachedTranslations translations = translate_cached(store, translator, texts);
   std::vector<std::string> originals(terms.size());
   for (std::size_t i = 0; i < terms.size(); ++i) {
     if (terms[i].kind != QueryTerm::Kind::kText) continue;
-    const auto it = english.find(terms[i].value);
-    if (it == english.end()) continue;
-    const bool cached = std::find(missing.begin(), missing.end(), it->first) == missing.end();
+    const auto it = translations.english.find(terms[i].value);
+    if (it == translations.english.end()) continue;
+    const bool cached = !translations.from_model.count(it->first);
     spdlog::info("translated query{}: {} → {}", cached ? " (cached)" : "", terms[i].value,
                  it->second);
     if (it->second.empty()) continue;  // nothing came out: search the original
@@ -205,7 +181,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         // Located up front: a missing translation bundle is a model error (exit 4) at once.
         std::unique_ptr<LazyTranslator> translator;
         if (options->translation.enabled()) {
-          translator = std::make_unique<LazyTranslator>(global, options->translation);
+          translator = open_translator(global, options->translation);
         }
 
         QueryOptions query;

@@ -1,0 +1,42 @@
+// Running the model over the files of an indexing run (see indexer.h), and the vectors stored
+// from its outputs.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "mmsearch/encoder.h"
+#include "mmsearch/image.h"
+#include "mmsearch/index.h"
+#include "mmsearch/index_plan.h"
+
+namespace mmsearch {
+
+// The vectors stored for one image / one caption, from the encoder's outputs for batch row b.
+// Projections keep every row the retrieval rule needs (BLIP: the CLS row; BLIP-2: the 32 query
+// rows); unprojected embeddings are stored as one L2-normalised summary row (BLIP: CLS;
+// BLIP-2: the mean of the query outputs), which is what image-multimodal comparisons use.
+StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& proj, int b);
+StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& embeds, int b,
+                              VectorKind kind, int caption_index);
+
+struct EmbedOptions {
+  int batch_size = 16;     // images per model call
+  int decode_workers = 1;  // threads decoding ahead of the model
+  DecodeOptions decode;
+};
+
+// One batch's outcome: a complete record per decoded file, and the files that failed to decode.
+struct EmbeddedBatch {
+  std::vector<IndexedFile> records;
+  std::vector<IndexFailure> failures;
+};
+
+// Embeds the jobs' images and captions in batches of options.batch_size: one image pass, then
+// one text pass and one multimodal pass for all captions of the batch, while the next batch
+// decodes on options.decode_workers threads. Calls on_batch once per batch, in order, on the
+// calling thread. Throws what the model (or on_batch) throws.
+void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const EmbedOptions& options,
+                 const std::function<void(EmbeddedBatch&)>& on_batch);
+
+}  // namespace mmsearch

@@ -1,0 +1,56 @@
+#include "mmsearch/index_commit.h"
+
+namespace mmsearch {
+
+IndexCommitter::IndexCommitter(IndexStore& store, std::string model_id,
+                               const std::vector<FileListing>& stored, const IndexOptions& options,
+                               IndexSummary& summary)
+    : store_(store), model_id_(std::move(model_id)), options_(options), summary_(summary) {
+  progress_.total = summary.found;
+  for (const auto& listing : stored) stored_paths_.insert(listing.state.path);
+}
+
+void IndexCommitter::remove_vanished(const std::filesystem::path& root) {
+  summary_.removed += static_cast<std::int64_t>(store_.remove_missing(model_id_, root).size());
+}
+
+void IndexCommitter::count_unchanged(std::int64_t files) {
+  summary_.unchanged += files;
+  progress_.done += files;
+}
+
+void IndexCommitter::fail(const IndexFailure& failure) {
+  if (stored_paths_.count(failure.path)) stale_.push_back(failure.path);
+  summary_.failures.push_back(failure);
+  ++summary_.failed;
+  ++progress_.done;
+  if (options_.on_failure) options_.on_failure(failure.path, failure.reason);
+}
+
+void IndexCommitter::commit_reused(const std::vector<IndexedFile>& records) {
+  if (!records.empty()) store_.upsert_batch(model_id_, records);
+  const auto count = static_cast<std::int64_t>(records.size());
+  summary_.reused += count;
+  progress_.done += count;
+  report();
+}
+
+void IndexCommitter::commit_embedded(const std::vector<IndexedFile>& records) {
+  if (!records.empty()) store_.upsert_batch(model_id_, records);
+  const auto count = static_cast<std::int64_t>(records.size());
+  summary_.indexed += count;
+  progress_.embedded += count;
+  progress_.done += count;
+  report();
+}
+
+void IndexCommitter::finish() {
+  if (!stale_.empty()) store_.remove_paths(model_id_, stale_);
+  stale_.clear();
+}
+
+void IndexCommitter::report() {
+  if (options_.on_progress) options_.on_progress(progress_);
+}
+
+}  // namespace mmsearch

@@ -1,0 +1,167 @@
+#include "mmsearch/index_embed.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <optional>
+#include <thread>
+
+#include "mmsearch/error.h"
+
+namespace fs = std::filesystem;
+
+namespace mmsearch {
+namespace {
+
+StoredVectors tensor_rows(const torch::Tensor& rows, VectorKind kind, int caption_index) {
+  const torch::Tensor t = rows.contiguous().to(torch::kFloat32);
+  StoredVectors v;
+  v.kind = kind;
+  v.caption_index = caption_index;
+  v.rows = static_cast<int>(t.size(0));
+  v.cols = static_cast<int>(t.size(1));
+  v.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  return v;
+}
+
+struct Prepared {
+  std::optional<torch::Tensor> pixels;  // [3,S,S] when decoding succeeded
+  std::string error;
+};
+
+Prepared prepare(const Encoder& encoder, const fs::path& path, const DecodeOptions& decode) {
+  Prepared prepared;
+  try {
+    prepared.pixels = encoder.preprocess_one(decode_image(path, decode));
+  } catch (const Error& e) {
+    prepared.error = e.what();
+  } catch (const std::exception& e) {
+    prepared.error = path.string() + ": " + e.what();
+  }
+  return prepared;
+}
+
+// Decodes a batch's images on `workers` threads.
+std::vector<Prepared> prepare_batch(const Encoder& encoder, const std::vector<const FileJob*>& jobs,
+                                    const DecodeOptions& decode, int workers) {
+  std::vector<Prepared> prepared(jobs.size());
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < jobs.size(); i = next++) {
+      prepared[i] = prepare(encoder, jobs[i]->path, decode);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 1; w < std::max(1, workers); ++w) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  return prepared;
+}
+
+// The records of the decoded files of one batch: their image, caption and multimodal vectors.
+std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const FileJob*>& jobs,
+                                     const std::vector<torch::Tensor>& pixels) {
+  const Manifest& manifest = encoder.manifest();
+  const ImageOutputs image = encoder.encode_image(torch::stack(pixels));
+
+  // Every caption of the batch in one text pass and one multimodal pass.
+  std::vector<std::string> texts;
+  std::vector<std::int64_t> text_owner;  // row in jobs
+  std::vector<int> text_index;           // caption index within its file
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    for (std::size_t c = 0; c < jobs[j]->info.captions.size(); ++c) {
+      texts.push_back(jobs[j]->embed_text(c));
+      text_owner.push_back(static_cast<std::int64_t>(j));
+      text_index.push_back(static_cast<int>(c));
+    }
+  }
+  TextOutputs text;
+  MultimodalOutputs multimodal;
+  if (!texts.empty()) {
+    const TextBatch tokens = encoder.tokenize(texts, manifest.text.max_tokens);
+    text = encoder.encode_text(tokens);
+    const torch::Tensor owners = torch::tensor(text_owner, torch::kInt64);
+    multimodal = encoder.encode_multimodal(image.vision_tokens.index_select(0, owners), tokens);
+  }
+
+  std::vector<IndexedFile> records(jobs.size());
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    IndexedFile& record = records[j];
+    record.state = jobs[j]->state;
+    record.category = jobs[j]->info.category;
+    for (std::size_t c = 0; c < jobs[j]->info.captions.size(); ++c) {
+      record.captions.push_back({jobs[j]->info.captions[c], jobs[j]->english[c]});
+    }
+    const int row = static_cast<int>(j);
+    record.vectors.push_back(image_proj_vectors(manifest, image.image_embeds_proj, row));
+    record.vectors.push_back(
+        summary_vectors(manifest, image.image_embeds, row, VectorKind::kImageEmbed, -1));
+  }
+  for (std::size_t t = 0; t < texts.size(); ++t) {
+    IndexedFile& record = records[text_owner[t]];
+    const int row = static_cast<int>(t);
+    record.vectors.push_back(tensor_rows(text.text_embeds_proj[row].slice(0, 0, 1),
+                                         VectorKind::kTextProj, text_index[t]));
+    record.vectors.push_back(summary_vectors(manifest, multimodal.multimodal_embeds, row,
+                                             VectorKind::kMultimodal, text_index[t]));
+  }
+  return records;
+}
+
+}  // namespace
+
+StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& proj, int b) {
+  return tensor_rows(proj[b].slice(0, 0, image_proj_rows(manifest)), VectorKind::kImageProj, -1);
+}
+
+StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& embeds, int b,
+                              VectorKind kind, int caption_index) {
+  torch::Tensor summary = summary_rule(manifest) == SummaryRule::kFirstRow
+                              ? embeds[b].slice(0, 0, 1)
+                              : embeds[b].mean(0, /*keepdim=*/true);
+  summary = torch::nn::functional::normalize(summary,
+                                             torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  return tensor_rows(summary, kind, caption_index);
+}
+
+void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const EmbedOptions& options,
+                 const std::function<void(EmbeddedBatch&)>& on_batch) {
+  const std::size_t batch_size = static_cast<std::size_t>(std::max(1, options.batch_size));
+  std::vector<std::vector<const FileJob*>> batches;
+  for (std::size_t i = 0; i < jobs.size(); i += batch_size) {
+    std::vector<const FileJob*> batch;
+    for (std::size_t j = i; j < std::min(jobs.size(), i + batch_size); ++j) {
+      batch.push_back(&jobs[j]);
+    }
+    batches.push_back(std::move(batch));
+  }
+  auto launch = [&](std::size_t b) {
+    return std::async(std::launch::async, [&, b] {
+      return prepare_batch(encoder, batches[b], options.decode, options.decode_workers);
+    });
+  };
+  std::future<std::vector<Prepared>> next;
+  if (!batches.empty()) next = launch(0);
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    std::vector<Prepared> prepared = next.get();
+    if (b + 1 < batches.size()) next = launch(b + 1);
+
+    EmbeddedBatch out;
+    std::vector<const FileJob*> decoded;
+    std::vector<torch::Tensor> pixels;
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      if (prepared[i].pixels) {
+        decoded.push_back(batches[b][i]);
+        pixels.push_back(*prepared[i].pixels);
+      } else {
+        out.failures.push_back({batches[b][i]->state.path, prepared[i].error});
+      }
+    }
+    if (!decoded.empty()) out.records = embed_batch(encoder, decoded, pixels);
+    on_batch(out);
+  }
+}
+
+}  // namespace mmsearch
