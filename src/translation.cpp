@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/translate.h"
 
@@ -47,22 +48,6 @@ std::string bundle_name(const TranslationRequest& request) {
   throw Error(ErrorKind::kUsage, "translation needs a source language or a translation model");
 }
 
-// The decoder's sha256 as the manifest lists it (TranslatorManifest does not keep the files
-// table), or "" when it lists none.
-std::string listed_sha256(const fs::path& dir, const std::string& file) {
-  try {
-    std::ifstream in(dir / "mmsearch.json", std::ios::binary);
-    const nlohmann::json manifest = nlohmann::json::parse(in);
-    if (manifest.contains("files") && manifest["files"].contains(file)) {
-      return manifest["files"][file].get<std::string>();
-    }
-  } catch (const std::exception&) {
-    // read_translator_manifest has validated the manifest; a files table it does not need
-    // may still be malformed, and then the file's own hash names the weights.
-  }
-  return "";
-}
-
 void write_back(const IndexStore& store, const std::string& translator_id,
                 const std::vector<std::pair<std::string, std::string>>& pairs) {
   try {
@@ -88,7 +73,8 @@ LazyTranslator::LazyTranslator(const TranslationRequest& request,
     }
     throw;
   }
-  const TranslatorManifest manifest = read_translator_manifest(dir_);
+  const ManifestFile file = read_manifest_file(dir_);  // read once: settings and file hashes
+  const TranslatorManifest manifest = read_translator_manifest(file);
   if (!request.source_lang.empty() && !manifest.source_lang.empty() &&
       manifest.source_lang != request.source_lang) {
     throw Error(ErrorKind::kUsage, "translation model " + manifest.name + " (" + dir_.string() +
@@ -96,8 +82,9 @@ LazyTranslator::LazyTranslator(const TranslationRequest& request,
                                        "', not from '" + request.source_lang + "'");
   }
   name_ = manifest.name;
-  std::string digest = listed_sha256(dir_, manifest.decoder_module).substr(0, 16);
-  if (digest.empty()) digest = hash_file(dir_ / manifest.decoder_module);
+  const auto listed = file.files.find(manifest.decoder_module);
+  const std::string digest = listed != file.files.end() ? listed->second.substr(0, 16)
+                                                        : hash_file(dir_ / manifest.decoder_module);
   id_ = manifest.name + "@" + digest;
   spdlog::debug("translator {} from {}", id_, dir_.string());
 }
