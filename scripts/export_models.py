@@ -67,36 +67,46 @@ def default_cache_dir() -> Path:
 
 
 def fmt_size(n) -> str:
-    if not n:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} GB"
+    from tqdm import tqdm
+    return tqdm.format_sizeof(n, "B") if n else "?"
 
 
 # --------------------------------------------------------------------------------------------
 
 
-def cmd_list(args) -> int:
-    from mmsearch_models import zoo
-    rows = [("name", "family", "vision encoder", "image", "checkpoint files", "approx size")]
+def exportable() -> dict:
+    """Every bundle `export` writes, {name: (family, vision encoder, image, description,
+    [(role, file, approx bytes, url, sha256)])}: the zoo's BLIP / BLIP-2 feature extractors and
+    the Marian translators of marian_export.py."""
+    from mmsearch_models import marian_export, zoo
+    out = {}
     for name, spec in zoo.MODELS.items():
-        files = ", ".join(c.filename for c in spec.checkpoints)
-        total = sum(c.approx_bytes or 0 for c in spec.checkpoints)
-        rows.append((name, spec.family, spec.vision_encoder, f"{spec.image_size} px", files,
-                     fmt_size(total)))
+        out[name] = (spec.family, spec.vision_encoder, f"{spec.image_size} px", spec.description,
+                     [(c.role, c.filename, c.approx_bytes, c.url, c.sha256) for c in spec.checkpoints])
+    for name, m in marian_export.MODELS.items():
+        base = marian_export.HF_BASE.format(repo=m["repo"])
+        out[name] = ("marian", "-", "-", m["description"],
+                     [(role, f, m["approx_bytes"].get(f), base + f, None) for role, f in m["files"]])
+    return out
+
+
+def cmd_list(args) -> int:
+    models = exportable()
+    rows = [("name", "family", "vision encoder", "image", "checkpoint files", "approx size")]
+    for name, (family, vision, image, _, files) in models.items():
+        weights = [f for f in files if f[0] in ("model", "vit")]  # tokenizer / config files: -v
+        rows.append((name, family, vision, image, ", ".join(f[1] for f in weights),
+                     fmt_size(sum(f[2] or 0 for f in weights))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     if args.verbose:
         print()
-        for name, spec in zoo.MODELS.items():
-            print(f"{name}: {spec.description}")
-            for c in spec.checkpoints:
-                print(f"  {c.role:5} {c.filename}  {fmt_size(c.approx_bytes)}  {c.url}"
-                      + (f"  sha256 {c.sha256}" if c.sha256 else ""))
+        for name, (_, _, _, description, files) in models.items():
+            print(f"{name}: {description}")
+            for role, f, size, url, sha in files:
+                print(f"  {role:6} {f}  " + (f"{fmt_size(size)}  " if size else "") + url
+                      + (f"  sha256 {sha}" if sha else ""))
     return EXIT_OK
 
 
@@ -201,9 +211,9 @@ def export_one(name: str, args) -> None:
     out_dir = Path(args.out)
     generated = args.deterministic_weights or (args.tiny and not args.checkpoint_dir
                                                 and not args.base_url)
-    vocab = obtain_vocab(args, generated)
+    vocab_path = obtain_vocab(args, generated)
     try:
-        bundle.check_vocab(vocab)
+        vocab = bundle.bert_vocab(vocab_path)
     except bundle.ExportError as e:
         raise Failure(EXIT_INTEGRITY, str(e))
 
@@ -284,12 +294,11 @@ def export_marian(name: str, args) -> None:
 
 
 def cmd_export(args) -> int:
-    from mmsearch_models import zoo
     from mmsearch_models.marian_export import MODELS as MARIAN_MODELS
-    unknown = [n for n in args.names if n not in zoo.MODELS and n not in MARIAN_MODELS]
+    known = exportable()
+    unknown = [n for n in args.names if n not in known]
     if unknown:
-        log(f"export_models: unknown model {', '.join(unknown)} "
-            f"(known: {', '.join(list(zoo.MODELS) + list(MARIAN_MODELS))})")
+        log(f"export_models: unknown model {', '.join(unknown)} (known: {', '.join(known)})")
         return EXIT_USAGE
     if args.deterministic_weights and (args.checkpoint_dir or args.base_url):
         log("export_models: --deterministic-weights cannot be combined with --checkpoint-dir or --base-url")

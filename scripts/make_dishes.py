@@ -38,7 +38,6 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import sys
 from pathlib import Path

@@ -26,16 +26,14 @@ The vocabulary is built here from the captions with the bert-base-uncased tokeni
 (lowercase, strip accents, punctuation split, WordPiece): [PAD] [UNK] [CLS] [SEP] [MASK], every
 caption word whole, then single letters and ##letters so an unknown word still tokenises to
 known pieces; [DEC] is an added token right after the vocabulary (as in BLIP-2). The bundle is
-written with `mmsearch_models.bundle`'s module builder, staging folder and round-trip check;
-the manifest's text section is this vocabulary's (the stock writer assumes bert-base's 30522).
+written by `mmsearch_models.bundle.write_bundle` with this vocabulary (its tokens give the
+manifest's text section and the token ids of the export's trace examples and round-trip check).
 """
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
-import os
 import random
 import sys
 import time
@@ -50,7 +48,9 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch.nn.utils.rnn import pad_sequence  # noqa: E402
 from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import make_dishes as md  # noqa: E402
 from mmsearch_models import bundle as mb  # noqa: E402
@@ -62,7 +62,7 @@ CONFIG = dict(
     vit=dict(patch_size=12, embed_dim=96, depth=4, num_heads=4, mlp_hidden=256),
     qformer=dict(hidden=96, layers=4, heads=4, inter=256, cross_attention_freq=2, max_positions=64),
 )
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SPECIALS = list(mb.SPECIAL_TOKENS)
 MAX_TOKENS = 35
 ITM_MAX_TOKENS = 32
 TRAIN_SEED_BASE = 1000   # training data seeds: 1000, 1001, ... (eval/test sets use other seeds)
@@ -151,17 +151,10 @@ class Vocab:
         return [self.cls] + ids[: max_tokens - 2] + [self.sep]
 
     def batch(self, texts: Sequence[str], max_tokens: int = MAX_TOKENS) -> Tuple[torch.Tensor, torch.Tensor]:
-        enc = [self.encode(t, max_tokens) for t in texts]
-        L = max(len(e) for e in enc)
-        ids = torch.full((len(enc), L), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(enc), L), dtype=torch.long)
-        for i, e in enumerate(enc):
-            ids[i, : len(e)] = torch.tensor(e)
-            mask[i, : len(e)] = 1
+        rows = [torch.tensor(self.encode(t, max_tokens)) for t in texts]
+        ids = pad_sequence(rows, batch_first=True, padding_value=self.pad)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
         return ids, mask
-
-    def write(self, path: Path) -> None:
-        path.write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
 
 
 def all_texts() -> List[str]:
@@ -313,52 +306,14 @@ def quick_eval(model, vocab: Vocab, px_u8: torch.Tensor, caps: List[str], cats: 
 
 
 def export(model: Blip2FeatureExtractor, vocab: Vocab, dest: Path, meta: dict, log=print) -> dict:
-    """Write the bundle with mmsearch_models.bundle's machinery and this vocabulary's text rules."""
     model = model.eval().requires_grad_(False)
-    # bundle.py's trace examples and round-trip checks draw ids from bert-base's range (1000..29000,
-    # [CLS] 101, [SEP] 102); give them ids of this vocabulary instead (same shapes and padding).
-    stock = mb.sample_text
-
-    def sample_text(batch: int, length: int, seed: int = 0):
-        ids, mask = stock(batch, length, seed)
-        ids = torch.where(ids >= 1000, 5 + (ids - 1000) % (len(vocab.tokens) - 5), ids)
-        ids = torch.where(ids == mb.BERT_SPECIAL["[CLS]"], torch.full_like(ids, vocab.cls), ids)
-        ids = torch.where(ids == mb.BERT_SPECIAL["[SEP]"], torch.full_like(ids, vocab.sep), ids)
-        return ids, mask
-
-    mb.sample_text = sample_text
-    try:
-        return _export(model, vocab, dest, meta, log)
-    finally:
-        mb.sample_text = stock
-
-
-def _export(model, vocab: Vocab, dest: Path, meta: dict, log) -> dict:
-    modules = mb.build_modules(model, allow_trace=True, log=log)
-    with mb.staging_dir(dest) as tmp:
-        for role, fname in mb.MODULE_FILES.items():
-            modules[role][0].save(str(tmp / fname))
-        vocab.write(tmp / mb.VOCAB_FILE)
-        files = {f: mb.sha256_file(tmp / f) for f in list(mb.MODULE_FILES.values()) + [mb.VOCAB_FILE]}
-        manifest = mb.make_manifest(
-            name=NAME, family="blip2",
-            description=("small BLIP-2 (EVA-style ViT 96px/12 -> Q-Former, 8 queries) trained from scratch by "
-                         "scripts/train_tiny.py on synthetic Italian dishes (scripts/make_dishes.py); "
-                         "for demos and tests, not a general-purpose model"),
-            vision_encoder="tiny-eva-vit-g14", model=model, weights_dtype="fp32",
-            source=dict(kind="trained", checkpoints=[], script="scripts/train_tiny.py", **meta),
-            files=files, export_modes={r: m for r, (_, m) in modules.items()})
-        text = mb.text_rules("blip2")
-        text.update(vocab_size=len(vocab.tokens), max_tokens=MAX_TOKENS, itm_max_tokens=ITM_MAX_TOKENS,
-                    cls_token_id=vocab.cls, sep_token_id=vocab.sep, pad_token_id=vocab.pad,
-                    unk_token_id=vocab.unk, enc_token_id=None,
-                    special_tokens={**{t: vocab.ids[t] for t in SPECIALS}, "[DEC]": vocab.dec})
-        manifest["text"] = text
-        (tmp / mb.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        loaded = mb.load_bundle(tmp)
-        worst = mb.verify_modules(model, {r: loaded[r] for r in mb.MODULE_FILES})
-        log("export: round trip ok, max |diff| vs eager: " + ", ".join(f"{r} {d:.2g}" for r, d in worst.items()))
-    return manifest
+    return mb.write_bundle(
+        model, dest, name=NAME, family="blip2",
+        description=("small BLIP-2 (EVA-style ViT 96px/12 -> Q-Former, 8 queries) trained from scratch by "
+                     "scripts/train_tiny.py on synthetic Italian dishes (scripts/make_dishes.py); "
+                     "for demos and tests, not a general-purpose model"),
+        vision_encoder="tiny-eva-vit-g14", weights_dtype="fp32", vocab=vocab.tokens,
+        source=dict(kind="trained", checkpoints=[], script="scripts/train_tiny.py", **meta), log=log)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,7 +340,10 @@ def main(argv=None) -> int:
         a.steps, a.batch, a.train_images, a.procs, a.lr = 14, 16, 32, 1, 1e-3
     out = Path(a.out) if a.out else (None if a.smoke else REPO / "models" / NAME)
     t0 = time.time()
-    log = lambda s: print(f"[{time.time() - t0:7.1f}s] {s}", flush=True)  # noqa: E731
+
+    def log(s: str) -> None:  # plain timestamped lines, written around the progress bar
+        tqdm.write(f"[{time.time() - t0:7.1f}s] {s}", file=sys.stdout)
+        sys.stdout.flush()
 
     vocab = Vocab.build(all_texts())
     dishes = md.all_dishes()
@@ -418,7 +376,8 @@ def main(argv=None) -> int:
     rng = random.Random(a.seed + 2)
     history = []
     order: List[int] = []
-    for step in range(a.steps):
+    bar = tqdm(range(a.steps), desc="train", unit="step", disable=None, leave=False, dynamic_ncols=True)
+    for step in bar:  # a bar on a terminal only; logs get the lines below every 50 steps
         if a.smoke:
             idx = list(range(a.batch))  # one fixed batch: the loss must go down
         else:
@@ -443,6 +402,7 @@ def main(argv=None) -> int:
         opt.step()
         sched.step()
         history.append((float(loss), float(itc), float(itm), float(acc)))
+        bar.set_postfix_str(f"loss {history[-1][0]:.3f}", refresh=False)
         if a.smoke or step % 50 == 0 or step == a.steps - 1:
             k = history[-50:]
             log(f"step {step:5d}  loss {sum(h[0] for h in k) / len(k):.3f}  itc {sum(h[1] for h in k) / len(k):.3f}"

@@ -11,7 +11,6 @@ Attention masks are additive ``(1 - m) * -10000``.
 """
 
 import math
-from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -66,10 +65,13 @@ class BertSelfAttention(nn.Module):
         return ctx.view(B, L, self.num_heads * self.head_size)
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, hidden: int, eps: float):
+class BertOutput(nn.Module):
+    """dense (inter -> hidden), + residual, LayerNorm: after the FFN and, with inter = hidden,
+    after attention (LAVIS's BertSelfOutput)."""
+
+    def __init__(self, hidden: int, inter: int, eps: float):
         super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
+        self.dense = nn.Linear(inter, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,7 @@ class BertAttention(nn.Module):
     def __init__(self, hidden: int, heads: int, kv_width: int, eps: float):
         super().__init__()
         self.self = BertSelfAttention(hidden, heads, kv_width)
-        self.output = BertSelfOutput(hidden, eps)
+        self.output = BertOutput(hidden, hidden, eps)  # LAVIS BertSelfOutput: the same layers
 
     def forward(self, hidden: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(hidden, kv, mask), hidden)
@@ -95,14 +97,16 @@ class BertIntermediate(nn.Module):
         return F.gelu(self.dense(x))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, hidden: int, inter: int, eps: float):
-        super().__init__()
-        self.dense = nn.Linear(inter, hidden)
-        self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
+class TextEncoder(nn.Module):
+    """Text-only pass of BLIP's text encoder and of the Q-Former: ``embeddings``, then each of
+    ``encoder.layer`` in text mode (self-attention and FFN, no cross-attention)."""
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(x) + residual)
+    def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.embeddings(input_ids)
+        mask = extended_mask(attention_mask, h.dtype)
+        for layer in self.encoder.layer:
+            h = layer.forward_text(h, mask)
+        return h
 
 
 # --------------------------------------------------------------------------- BLIP (med.py)
@@ -132,7 +136,7 @@ class MedBertEncoder(nn.Module):
         self.layer = nn.ModuleList([MedBertLayer(hidden, heads, inter, encoder_width, eps) for _ in range(layers)])
 
 
-class MedBertModel(nn.Module):
+class MedBertModel(TextEncoder):
     """LAVIS med.py ``BertModel(add_pooling_layer=False)`` (BLIP ``text_encoder``)."""
 
     def __init__(self, vocab_size: int = 30524, hidden: int = 768, layers: int = 12, heads: int = 12,
@@ -141,13 +145,6 @@ class MedBertModel(nn.Module):
         self.hidden = hidden
         self.embeddings = BertEmbeddings(vocab_size, hidden, max_positions, eps)
         self.encoder = MedBertEncoder(layers, hidden, heads, inter, encoder_width, eps)
-
-    def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.embeddings(input_ids)
-        mask = extended_mask(attention_mask, h.dtype)
-        for layer in self.encoder.layer:
-            h = layer.forward_text(h, mask)
-        return h
 
     def forward_multimodal(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                            encoder_hidden_states: torch.Tensor) -> torch.Tensor:
@@ -209,19 +206,12 @@ class QFormerEncoder(nn.Module):
         ])
 
 
-class QFormerBert(nn.Module):
+class QFormerBert(TextEncoder):
     def __init__(self, vocab_size: int, hidden: int, layers: int, heads: int, inter: int, encoder_width: int,
                  max_positions: int, eps: float, cross_attention_freq: int):
         super().__init__()
         self.embeddings = BertEmbeddings(vocab_size, hidden, max_positions, eps)
         self.encoder = QFormerEncoder(layers, hidden, heads, inter, encoder_width, eps, cross_attention_freq)
-
-    def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.embeddings(input_ids)
-        mask = extended_mask(attention_mask, h.dtype)
-        for layer in self.encoder.layer:
-            h = layer.forward_text(h, mask)
-        return h
 
     def forward_query(self, query_embeds: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
         """Query-only pass (image mode): returns the query states [B,Q,D]."""

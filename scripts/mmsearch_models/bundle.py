@@ -12,7 +12,6 @@ second batch size / token count so that no shape is baked in by accident.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -20,10 +19,12 @@ import tempfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from .download import sha256_file
 
 FORMAT = "mmsearch-bundle"
 FORMAT_VERSION = 1
@@ -35,38 +36,93 @@ MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BERT_SPECIAL = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
-DEC_ID = 30522
-ENC_ID = 30523
-VOCAB_LINES = 30522
+BERT_VOCAB_LINES = 30522
 
 
 class ExportError(Exception):
     """The bundle could not be built or failed its round-trip check."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
-def check_vocab(path: Path) -> int:
-    """A bert-base-uncased style vocab: 30522 lines with the BERT special tokens in place."""
+def bert_vocab(path: Path) -> List[str]:
+    """The tokens of a bert-base-uncased vocab.txt: 30522 lines, the BERT special tokens in place."""
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise ExportError(f"{path}: cannot read vocab: {e}")
     if lines and lines[-1] == "":
         lines.pop()
-    if len(lines) != VOCAB_LINES:
-        raise ExportError(f"{path}: vocab has {len(lines)} lines, expected {VOCAB_LINES}")
+    if len(lines) != BERT_VOCAB_LINES:
+        raise ExportError(f"{path}: vocab has {len(lines)} lines, expected {BERT_VOCAB_LINES}")
     for tok, i in BERT_SPECIAL.items():
         if lines[i] != tok:
             raise ExportError(f"{path}: vocab line {i} is {lines[i]!r}, expected {tok!r}")
-    return len(lines)
+    return lines
+
+
+class Vocab:
+    """The text side of a bundle: the WordPiece tokens of vocab.txt (line i is id i) and the
+    tokens the model adds right after them, [DEC] and, for BLIP, [ENC]. Gives the manifest's
+    text section and the sample token ids of the trace examples and round-trip checks."""
+
+    def __init__(self, tokens: Sequence[str], family: str):
+        self.tokens = list(tokens)
+        self.family = family
+        ids = {t: i for i, t in enumerate(self.tokens)}
+        missing = [t for t in SPECIAL_TOKENS if t not in ids]
+        if missing:
+            raise ExportError(f"vocab has no {', '.join(missing)}")
+        added = ["[DEC]"] + (["[ENC]"] if family == "blip" else [])
+        self.special = {t: ids[t] for t in SPECIAL_TOKENS}
+        self.special.update((t, len(self.tokens) + k) for k, t in enumerate(added))
+        self.size = len(self.tokens) + len(added)  # rows of the model's word embeddings
+        # Sample text is drawn from the real tokens, not from [unusedN] / special ones.
+        self.words = torch.tensor([i for i, t in enumerate(self.tokens)
+                                   if not (t.startswith("[") and t.endswith("]"))])
+
+    def sample(self, batch: int, length: int, seed: int = 0) -> Tuple[Tensor, Tensor]:
+        """[CLS] words [SEP] [PAD]..., row b has length - b%3 real tokens (at least 2)."""
+        g = torch.Generator().manual_seed(1000 + seed)
+        ids = self.words[torch.randint(len(self.words), (batch, length), generator=g)]
+        mask = torch.ones(batch, length, dtype=torch.long)
+        for b in range(batch):
+            n = max(2, length - (b % 3))
+            ids[b, 0] = self.special["[CLS]"]
+            ids[b, n - 1] = self.special["[SEP]"]
+            ids[b, n:] = self.special["[PAD]"]
+            mask[b, n:] = 0
+        return ids, mask
+
+    def text_rules(self) -> dict:
+        blip = self.family == "blip"
+        return {
+            "vocab": VOCAB_FILE,
+            "vocab_size": len(self.tokens),
+            "normalise": "lavis-pre-caption",
+            "max_words": 50,
+            "lowercase": True,
+            "max_tokens": 35,
+            "itm_max_tokens": 35 if blip else 32,
+            "cls_token_id": self.special["[CLS]"],
+            "sep_token_id": self.special["[SEP]"],
+            "pad_token_id": self.special["[PAD]"],
+            "unk_token_id": self.special["[UNK]"],
+            "enc_token_id": self.special["[ENC]"] if blip else None,
+            "special_tokens": dict(self.special),
+        }
+
+    def check_model(self, model: nn.Module) -> None:
+        rows = next(m.num_embeddings for n, m in model.named_modules() if n.endswith("word_embeddings"))
+        if rows != self.size:
+            raise ExportError(f"the model has {rows} word embeddings, the vocab {len(self.tokens)} "
+                              f"tokens + {self.size - len(self.tokens)} added")
+        enc = int(model.enc_token_id)
+        if enc != self.special.get("[ENC]", -1):
+            raise ExportError(f"the model's [ENC] id {enc} is not the vocab's {self.special.get('[ENC]')}")
+
+    def write(self, path: Path) -> None:
+        Path(path).write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,20 +215,6 @@ def sample_pixels(model, batch: int, seed: int = 0) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     s = int(model.image_size)
     return torch.randn(batch, 3, s, s, generator=g)
-
-
-def sample_text(batch: int, length: int, seed: int = 0) -> Tuple[Tensor, Tensor]:
-    """[CLS] words [SEP] [PAD]..., row b has length - b%3 real tokens (at least 2)."""
-    g = torch.Generator().manual_seed(1000 + seed)
-    ids = torch.randint(1000, 29000, (batch, length), generator=g)
-    mask = torch.ones(batch, length, dtype=torch.long)
-    for b in range(batch):
-        n = max(2, length - (b % 3))
-        ids[b, 0] = BERT_SPECIAL["[CLS]"]
-        ids[b, n - 1] = BERT_SPECIAL["[SEP]"]
-        ids[b, n:] = 0
-        mask[b, n:] = 0
-    return ids, mask
 
 
 def sample_vision_tokens(model, batch: int, seed: int = 0) -> Tensor:
@@ -366,17 +408,18 @@ def _weight_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def build_modules(model: nn.Module, allow_trace: bool = True,
+def build_modules(model: nn.Module, vocab: Vocab, allow_trace: bool = True,
                   log: Callable[[str], None] = lambda s: None
                   ) -> Dict[str, Tuple[torch.jit.ScriptModule, str]]:
-    """The three scripted modules for `model` (already in its final dtype, eval mode)."""
+    """The three scripted modules for `model` (already in its final dtype, eval mode); trace
+    examples use token ids of `vocab`."""
     dtype = _weight_dtype(model)
     family = model.family
     enc = int(model.enc_token_id) if family == "blip" else -1
     has_itm = bool(getattr(model, "has_itm", True))
     # Trace examples: batch 2, 9 tokens (row 1 padded). Checks use other shapes.
     px = sample_pixels(model, 1 if int(model.image_size) > 300 else 2).to(dtype)
-    ids, mask = sample_text(2, 9)
+    ids, mask = vocab.sample(2, 9)
     vt = sample_vision_tokens(model, 2).to(dtype)
     mm_ids = ids.clone()
     if enc >= 0:
@@ -395,7 +438,7 @@ def build_modules(model: nn.Module, allow_trace: bool = True,
     return out
 
 
-def verify_modules(model: nn.Module, modules: Dict[str, torch.jit.ScriptModule],
+def verify_modules(model: nn.Module, modules: Dict[str, torch.jit.ScriptModule], vocab: Vocab,
                    atol: Optional[float] = None) -> Dict[str, float]:
     """Compare each (loaded) module with the eager model on inputs of other shapes than the
     trace examples. Returns the max |diff| per module; raises ExportError on a mismatch."""
@@ -405,9 +448,9 @@ def verify_modules(model: nn.Module, modules: Dict[str, torch.jit.ScriptModule],
     big = int(model.image_size) > 300
     checks = {
         "image": [(sample_pixels(model, 2 if big else 1, seed=1),)],
-        "text": [sample_text(3, 13, seed=1), sample_text(1, 5, seed=2)],
-        "multimodal": [(sample_vision_tokens(model, 3, seed=1),) + sample_text(3, 12, seed=3),
-                       (sample_vision_tokens(model, 1, seed=2),) + sample_text(1, 4, seed=4)],
+        "text": [vocab.sample(3, 13, seed=1), vocab.sample(1, 5, seed=2)],
+        "multimodal": [(sample_vision_tokens(model, 3, seed=1),) + vocab.sample(3, 12, seed=3),
+                       (sample_vision_tokens(model, 1, seed=2),) + vocab.sample(1, 4, seed=4)],
     }
     worst = {}
     for role, cases in checks.items():
@@ -429,30 +472,8 @@ def verify_modules(model: nn.Module, modules: Dict[str, torch.jit.ScriptModule],
 # Manifest
 
 
-def text_rules(family: str) -> dict:
-    special = dict(BERT_SPECIAL)
-    special["[DEC]"] = DEC_ID
-    if family == "blip":
-        special["[ENC]"] = ENC_ID
-    return {
-        "vocab": VOCAB_FILE,
-        "vocab_size": VOCAB_LINES,
-        "normalise": "lavis-pre-caption",
-        "max_words": 50,
-        "lowercase": True,
-        "max_tokens": 35,
-        "itm_max_tokens": 35 if family == "blip" else 32,
-        "cls_token_id": BERT_SPECIAL["[CLS]"],
-        "sep_token_id": BERT_SPECIAL["[SEP]"],
-        "pad_token_id": BERT_SPECIAL["[PAD]"],
-        "unk_token_id": BERT_SPECIAL["[UNK]"],
-        "enc_token_id": ENC_ID if family == "blip" else None,
-        "special_tokens": special,
-    }
-
-
 def make_manifest(*, name: str, family: str, description: str, vision_encoder: str,
-                  model: nn.Module, weights_dtype: str, source: dict,
+                  model: nn.Module, vocab: Vocab, weights_dtype: str, source: dict,
                   files: Dict[str, str], lavis: Optional[dict] = None,
                   export_modes: Optional[Dict[str, str]] = None) -> dict:
     blip2 = family == "blip2"
@@ -465,7 +486,7 @@ def make_manifest(*, name: str, family: str, description: str, vision_encoder: s
     m["vision_encoder"] = vision_encoder
     m["image"] = {"size": int(model.image_size), "mean": MEAN, "std": STD,
                   "resize": "pil-bicubic-squash"}
-    m["text"] = text_rules(family)
+    m["text"] = vocab.text_rules()
     m["dims"] = {
         "vision_tokens": int(model.vision_tokens),
         "vision_width": int(model.vision_width),
@@ -522,16 +543,18 @@ def staging_dir(dest: Path):
 
 
 def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, description: str,
-                 vision_encoder: str, weights_dtype: str, vocab: Path, source: dict,
+                 vision_encoder: str, weights_dtype: str, vocab: Sequence[str], source: dict,
                  lavis: Optional[dict] = None, allow_trace: bool = True, verify: bool = True,
                  log: Callable[[str], None] = lambda s: None) -> dict:
     """Export `model` (float32, eval) to the bundle folder `dest`, weights stored as
-    `weights_dtype`. Returns the manifest. Raises ExportError; `dest` is untouched on failure.
+    `weights_dtype`; `vocab` are the tokens of its vocab.txt (the tokenizer's, line i = id i).
+    Returns the manifest. Raises ExportError; `dest` is untouched on failure.
     The model itself is converted to `weights_dtype` by the round-trip check."""
-    check_vocab(vocab)
+    vocab = Vocab(vocab, family)
+    vocab.check_model(model)
     dtype = DTYPES[weights_dtype]
     model.eval()
-    modules = build_modules(model, allow_trace=allow_trace, log=log)
+    modules = build_modules(model, vocab, allow_trace=allow_trace, log=log)
     for sm, _ in modules.values():
         sm.to(dtype)
     with staging_dir(dest) as tmp:
@@ -540,11 +563,11 @@ def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, descri
             modules[role][0].save(str(tmp / fname))
         modes = {r: m for r, (_, m) in modules.items()}
         del modules
-        shutil.copyfile(vocab, tmp / VOCAB_FILE)
+        vocab.write(tmp / VOCAB_FILE)
         for fname in list(MODULE_FILES.values()) + [VOCAB_FILE]:
             files[fname] = sha256_file(tmp / fname)
         manifest = make_manifest(name=name, family=family, description=description,
-                                 vision_encoder=vision_encoder, model=model,
+                                 vision_encoder=vision_encoder, model=model, vocab=vocab,
                                  weights_dtype=weights_dtype, source=source, files=files,
                                  lavis=lavis, export_modes=modes)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -557,7 +580,7 @@ def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, descri
                 model.float()
                 for mod in mods.values():
                     mod.float()
-            worst = verify_modules(model, mods)
+            worst = verify_modules(model, mods, vocab)
             log("export: round trip ok, max |diff| vs eager: "
                 + ", ".join(f"{r} {d:.2g}" for r, d in worst.items()))
     return manifest

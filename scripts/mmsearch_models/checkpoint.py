@@ -22,7 +22,6 @@ Loading semantics (LAVIS's, made strict):
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import zipfile

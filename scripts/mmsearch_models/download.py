@@ -10,12 +10,16 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
+
+from tqdm import tqdm
+from tqdm.utils import CallbackIOWrapper
 
 CHUNK = 1 << 20
 
@@ -28,64 +32,41 @@ class IntegrityError(DownloadError):
     """The bytes arrived but are wrong: truncated, too long, or a sha256 mismatch."""
 
 
-def sha256_file(path: Path, chunk: int = CHUNK) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file (the one helper for downloads, bundle manifests and checkpoints)."""
     with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+class _LogLines(tqdm):
+    """tqdm for a log file or pipe: every refresh is a plain line of its own (no '\\r', no
+    clearing), so a CI log gets a line at the start, one every `mininterval` s and the last."""
+
+    def display(self, msg=None, pos=None):
+        if msg != "":  # '' asks to erase the bar, which a log cannot
+            self.fp.write((msg or self.__str__()) + "\n")
+            self.fp.flush()
+        return False
+
+    def clear(self, nolock=False):
+        pass
 
 
 class Progress:
-    """Progress on a stream: a rewritten line with rate and ETA on a TTY, otherwise a plain
-    line every `plain_every` seconds (and one at the end)."""
+    """Where and how often to show download progress: a tqdm bar on a terminal, otherwise
+    (pipes, CI logs) plain lines every `plain_every` seconds, the first and last included."""
 
     def __init__(self, label: str, stream=None, plain_every: float = 10.0):
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.plain_every = plain_every
-        self.t0 = time.monotonic()
-        self.last = 0.0
-        self.start_bytes = 0
 
-    def start(self, done: int, total: Optional[int]) -> None:
-        self.start_bytes = done
-        what = f"{_fmt_bytes(total)}" if total else "unknown size"
-        resume = f", resuming at {_fmt_bytes(done)}" if done else ""
-        self.stream.write(f"download: {self.label} ({what}{resume})\n")
-        self.stream.flush()
-
-    def update(self, done: int, total: Optional[int], final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < (0.2 if self.tty else self.plain_every):
-            return
-        self.last = now
-        elapsed = max(now - self.t0, 1e-6)
-        rate = (done - self.start_bytes) / elapsed
-        pct = f"{100.0 * done / total:5.1f}% " if total else ""
-        eta = ""
-        if total and rate > 0 and not final:
-            secs = int((total - done) / rate)
-            eta = f" ETA {secs // 3600:d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
-        tot = f"/{_fmt_bytes(total)}" if total else ""
-        msg = f"{self.label}: {pct}{_fmt_bytes(done)}{tot} {_fmt_bytes(rate)}/s{eta}"
-        if self.tty:
-            self.stream.write("\r\x1b[K" + msg + ("\n" if final else ""))
-        else:
-            self.stream.write(msg + "\n")
-        self.stream.flush()
+    def bar(self, done: int, total: Optional[int]) -> tqdm:
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        return (tqdm if tty else _LogLines)(
+            desc=f"download: {self.label}", total=total, initial=done, unit="B", unit_scale=True,
+            unit_divisor=1024, file=self.stream, mininterval=0.2 if tty else self.plain_every,
+            ascii=not tty, dynamic_ncols=tty, leave=tty)
 
 
 def _total_from_headers(resp, offset: int) -> Optional[int]:
@@ -192,23 +173,14 @@ def _fetch_once(url, part: Path, name: str, timeout: float, progress: Optional[P
         total = _total_from_headers(resp, offset)
         if total is not None and expected_size is not None and total != expected_size:
             raise IntegrityError(f"{name}: server announces {total} bytes, expected {expected_size}")
-        if progress is not None:
-            progress.start(offset, total)
-        done = offset
-        try:
-            with open(part, "ab" if offset else "wb") as f:
-                while True:
-                    b = resp.read(CHUNK)
-                    if not b:
-                        break
-                    f.write(b)
-                    done += len(b)
-                    if progress is not None:
-                        progress.update(done, total)
-        except (OSError, http.client.HTTPException) as e:  # IncompleteRead, reset, timeout
-            raise DownloadError(f"{name}: connection lost after {done} bytes: {e}")
-        if progress is not None:
-            progress.update(done, total, final=True)
+        bar = progress.bar(offset, total) if progress is not None else tqdm(disable=True)
+        with bar, open(part, "ab" if offset else "wb") as f:
+            try:
+                shutil.copyfileobj(CallbackIOWrapper(bar.update, resp, "read"), f, CHUNK)
+            except (OSError, http.client.HTTPException) as e:  # IncompleteRead, reset, timeout
+                raise DownloadError(f"{name}: connection lost after {f.tell()} bytes: {e}")
+            done = f.tell()
+            bar.refresh()  # the last line, also where updates were throttled
     if total is None:
         total = expected_size
     if total is not None and done < total:

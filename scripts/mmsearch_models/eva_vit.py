@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vit import Mlp, PatchEmbed
+from .vit import VisionTransformer
 
 
 class EvaAttention(nn.Module):
@@ -35,39 +35,8 @@ class EvaAttention(nn.Module):
         return self.proj(x)
 
 
-class EvaBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, eps: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = EvaAttention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, mlp_hidden)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        x = x + self.mlp(self.norm2(x))
-        return x
-
-
-class EvaVisionTransformer(nn.Module):
+class EvaVisionTransformer(VisionTransformer):
     def __init__(self, image_size: int = 224, patch_size: int = 14, embed_dim: int = 1408,
                  depth: int = 39, num_heads: int = 16, mlp_hidden: int = 6144, eps: float = 1e-6):
-        super().__init__()
-        self.image_size = image_size
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.num_patches = (image_size // patch_size) ** 2
-        self.patch_embed = PatchEmbed(patch_size, 3, embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, embed_dim))
-        self.blocks = nn.ModuleList([EvaBlock(embed_dim, num_heads, mlp_hidden, eps) for _ in range(depth)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
-        x = torch.cat((cls, x), dim=1)
-        x = x + self.pos_embed
-        for blk in self.blocks:
-            x = blk(x)
-        return x
+        super().__init__(image_size, patch_size, embed_dim, depth, num_heads, mlp_hidden, eps,
+                         attention=EvaAttention, final_norm=False)

@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,13 +477,9 @@ class MarianTokenizer:
         return ids + [self.eos_id]
 
     def batch(self, texts: Sequence[str], truncation: bool = False) -> Tuple[Tensor, Tensor]:
-        rows = [self.encode(t, truncation=truncation) for t in texts]
-        n = max(len(r) for r in rows)
-        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), n), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            mask[i, :len(r)] = 1
+        rows = [torch.tensor(self.encode(t, truncation=truncation)) for t in texts]
+        ids = pad_sequence(rows, batch_first=True, padding_value=self.pad_id)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
         return ids, mask
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True,

@@ -35,10 +35,12 @@ from torch import Tensor, nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from mmsearch_models import marian as M  # type: ignore
-    from mmsearch_models.bundle import FORMAT, FORMAT_VERSION, sha256_file, staging_dir  # type: ignore
+    from mmsearch_models.bundle import FORMAT, FORMAT_VERSION, staging_dir  # type: ignore
+    from mmsearch_models.download import sha256_file  # type: ignore
 else:
     from . import marian as M
-    from .bundle import FORMAT, FORMAT_VERSION, sha256_file, staging_dir
+    from .bundle import FORMAT, FORMAT_VERSION, staging_dir
+    from .download import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_TOKENIZER = ROOT.parent / "shared" / "golden" / "marian" / "tokenizer"
@@ -48,9 +50,11 @@ MODELS = {
     "opus-mt-it-en": {
         "repo": "opus-mt-it-en", "source_lang": "it", "target_lang": "en",
         "description": "OPUS-MT Italian→English MarianMT translator (Helsinki-NLP/opus-mt-it-en)",
-        "files": ["pytorch_model.bin", "source.spm", "target.spm", "vocab.json", "config.json",
-                  "generation_config.json"],
+        # (role, file) as Helsinki-NLP/<repo> publishes them
+        "files": [("model", "pytorch_model.bin"), ("spm", "source.spm"), ("spm", "target.spm"),
+                  ("vocab", "vocab.json"), ("config", "config.json"), ("config", "generation_config.json")],
         "optional": ["generation_config.json"],
+        "approx_bytes": {"pytorch_model.bin": 344_000_000},  # fp32, ~86 M parameters
     },
 }
 MODULE_FILES = OrderedDict([("encoder", "encoder.pt"), ("decoder", "decoder.pt")])
@@ -385,7 +389,7 @@ def obtain_checkpoint_files(name: str, checkpoint_dir: Optional[str], cache_dir:
                             timeout: float = 60.0) -> Dict[str, Path]:
     spec = MODELS[name]
     out: Dict[str, Path] = {}
-    for f in spec["files"]:
+    for _, f in spec["files"]:
         if checkpoint_dir:
             p = Path(checkpoint_dir) / f
             if not p.is_file():

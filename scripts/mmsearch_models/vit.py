@@ -47,10 +47,12 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, eps: float):
+    """Pre-norm transformer block; `attention` is the attention class (EVA's differs)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, eps: float, attention: type = Attention):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads)
+        self.attn = attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, mlp_hidden)
 
@@ -61,18 +63,24 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    """Patch embedding + class token + position embedding, pre-norm blocks (attention class
+    `attention`), then a final LayerNorm unless `final_norm` is false (EVA: nn.Identity, no keys)."""
+
     def __init__(self, image_size: int = 224, patch_size: int = 16, embed_dim: int = 768,
-                 depth: int = 12, num_heads: int = 12, mlp_hidden: int = 3072, eps: float = 1e-6):
+                 depth: int = 12, num_heads: int = 12, mlp_hidden: int = 3072, eps: float = 1e-6,
+                 attention: type = Attention, final_norm: bool = True):
         super().__init__()
         self.image_size = image_size
         self.patch_size = patch_size
         self.embed_dim = embed_dim
+        self.depth = depth
         self.num_patches = (image_size // patch_size) ** 2
         self.patch_embed = PatchEmbed(patch_size, 3, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, embed_dim))
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_hidden, eps) for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim, eps=eps)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_hidden, eps, attention)
+                                     for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=eps) if final_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)

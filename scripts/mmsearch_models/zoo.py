@@ -2,10 +2,9 @@
 deterministic (golden-protocol) checkpoint files in the official layout."""
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -99,38 +98,32 @@ def _spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-def _full_config(spec: ModelSpec) -> dict:
-    if spec.family == "blip":
-        return dict(embed_dim=256,
-                    vit=dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_hidden=3072),
-                    bert=dict(vocab_size=30524, hidden=768, layers=12, heads=12, inter=3072))
-    q = dict(vocab_size=30523, hidden=768, layers=12, heads=12, inter=3072, cross_attention_freq=2)
-    if spec.vision_encoder == "eva-vit-g14":
-        vit = dict(patch_size=14, embed_dim=1408, depth=39, num_heads=16, mlp_hidden=6144)
-    else:
-        vit = dict(patch_size=14, width=1024, layers=23, heads=16, mlp_hidden=4096)
-    return dict(embed_dim=256, num_query_token=32, vit=vit, qformer=q)
-
-
-def tiny_config(name: str) -> dict:
-    """Small config of the same architecture (same vocab, special tokens, query count, image
-    size and patch size; few narrow layers). Exported tiny bundles stay well under 10 MB."""
-    spec = _spec(name)
-    if spec.family == "blip":
-        return dict(embed_dim=16,
-                    vit=dict(patch_size=16, embed_dim=32, depth=2, num_heads=2, mlp_hidden=64),
-                    bert=dict(vocab_size=30524, hidden=32, layers=2, heads=2, inter=64))
-    q = dict(vocab_size=30523, hidden=32, layers=2, heads=2, inter=64, cross_attention_freq=2)
-    if spec.vision_encoder == "eva-vit-g14":
-        vit = dict(patch_size=14, embed_dim=48, depth=2, num_heads=2, mlp_hidden=96)
-    else:
-        vit = dict(patch_size=14, width=40, layers=2, heads=2, mlp_hidden=80)
-    return dict(embed_dim=16, num_query_token=32, vit=vit, qformer=q)
+# Architectures as (full size, tiny). A tiny model has the same architecture, vocab, special
+# tokens, query count, image and patch size with few narrow layers (bundles well under 10 MB).
+_EMBED_DIM = (256, 16)
+_TEXT = (dict(hidden=768, layers=12, heads=12, inter=3072), dict(hidden=32, layers=2, heads=2, inter=64))
+_VISION = {
+    "vit-b16": (dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_hidden=3072),
+                dict(patch_size=16, embed_dim=32, depth=2, num_heads=2, mlp_hidden=64)),
+    "eva-vit-g14": (dict(patch_size=14, embed_dim=1408, depth=39, num_heads=16, mlp_hidden=6144),
+                    dict(patch_size=14, embed_dim=48, depth=2, num_heads=2, mlp_hidden=96)),
+    "clip-vit-l14": (dict(patch_size=14, width=1024, layers=23, heads=16, mlp_hidden=4096),
+                     dict(patch_size=14, width=40, layers=2, heads=2, mlp_hidden=80)),
+}
 
 
 def model_config(name: str, tiny: bool = False) -> dict:
     spec = _spec(name)
-    return tiny_config(name) if tiny else _full_config(spec)
+    size = int(bool(tiny))
+    vit = dict(_VISION[spec.vision_encoder][size])
+    if spec.family == "blip":  # bert-base vocab + [DEC] + [ENC]
+        return dict(embed_dim=_EMBED_DIM[size], vit=vit, bert=dict(vocab_size=30524, **_TEXT[size]))
+    q = dict(vocab_size=30523, **_TEXT[size], cross_attention_freq=2)  # bert-base vocab + [DEC]
+    return dict(embed_dim=_EMBED_DIM[size], num_query_token=32, vit=vit, qformer=q)
+
+
+def tiny_config(name: str) -> dict:
+    return model_config(name, tiny=True)
 
 
 def build_model(name: str, image_size: Optional[int] = None, tiny: bool = False) -> FeatureExtractor:
@@ -139,7 +132,7 @@ def build_model(name: str, image_size: Optional[int] = None, tiny: bool = False)
     the patch size."""
     spec = _spec(name)
     size = int(image_size or spec.image_size)
-    cfg = copy.deepcopy(model_config(name, tiny))
+    cfg = model_config(name, tiny)
     patch = cfg["vit"]["patch_size"]
     if size % patch:
         raise ValueError(f"{name}: image size {size} is not a multiple of the patch size {patch}")

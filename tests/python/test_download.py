@@ -199,10 +199,33 @@ def test_network_error(tmp_path):
 
 
 def test_progress_plain_lines(server, served_files, tmp_path):
+    """Not a terminal (a CI log): whole lines, no carriage returns, the first and the last."""
     import io
     buf = io.StringIO()
     name = "eva_vit_g.pth"
     download.fetch(f"{server.url}/{name}", tmp_path / name,
                    progress=download.Progress(name, stream=buf, plain_every=0.0))
     out = buf.getvalue()
-    assert "\r" not in out and name in out and "100.0%" in out
+    lines = out.splitlines()
+    assert "\r" not in out and out.endswith("\n") and len(lines) >= 2
+    assert all(ln.startswith(f"download: {name}: ") for ln in lines)
+    assert " 0%" in lines[0] and "100%" in lines[-1]
+
+
+def test_progress_resumed_and_throttled(server, served_files, tmp_path):
+    import io
+    buf = io.StringIO()
+    name = "eva_vit_g.pth"
+    size = (served_files / name).stat().st_size
+    (tmp_path / (name + ".part")).write_bytes((served_files / name).read_bytes()[: size // 2])
+    download.fetch(f"{server.url}/{name}", tmp_path / name,
+                   progress=download.Progress(name, stream=buf, plain_every=3600.0))
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2  # the start (at the resumed offset) and the end, nothing between
+    assert " 50%" in lines[0] and "100%" in lines[1]
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"abc" * 100_000)
+    assert download.sha256_file(p) == hashlib.sha256(b"abc" * 100_000).hexdigest()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,9 @@ ALL = list(zoo.MODELS)
 _spec = importlib.util.spec_from_file_location("export_models", EXPORT)
 export_models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(export_models)
+
+
+BERT = bundle.Vocab(bundle.bert_vocab(VOCAB), "blip")
 
 
 def run_export(*args) -> int:
@@ -75,7 +77,7 @@ def test_tiny_round_trip(name, tiny_bundles, tmp_path):
     b = bundle.load_bundle(tiny_bundles / name)
     model = eager_tiny(name, tmp_path)
     px = bundle.sample_pixels(model, 2, seed=7)
-    ids, mask = bundle.sample_text(3, 11, seed=7)
+    ids, mask = BERT.sample(3, 11, seed=7)
     with torch.no_grad():
         ref_img = model.encode_image(px)
         ref_txt = model.encode_text(ids, mask)
@@ -176,7 +178,7 @@ def test_reduced_precision_bundle(dtype, tmp_path):
     assert b["manifest"]["source"]["kind"] == "tiny"
     want = bundle.DTYPES[dtype]
     assert all(p.dtype == want for p in b["text"].parameters())
-    ids, mask = bundle.sample_text(2, 6)
+    ids, mask = BERT.sample(2, 6)
     if dtype == "bf16":
         t, p = b["text"](ids, mask)
         assert t.dtype == torch.float32 and p.dtype == torch.float32
@@ -193,7 +195,7 @@ def test_tiny_generated_equals_downloaded(tiny_bundles, tmp_path):
     a = bundle.load_bundle(out / "blip-coco")
     b = bundle.load_bundle(tiny_bundles / "blip-coco")
     assert a["manifest"]["source"]["kind"] == "tiny"
-    ids, mask = bundle.sample_text(2, 5)
+    ids, mask = BERT.sample(2, 5)
     assert all(torch.equal(x, y) for x, y in zip(a["text"](ids, mask), b["text"](ids, mask)))
 
 
@@ -331,6 +333,47 @@ def test_cli_help_and_list():
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name + " "))
         assert spec.vision_encoder in line and str(spec.image_size) in line
         assert all(c.filename in line for c in spec.checkpoints)
+
+
+EXPORTABLE = ["blip-base", "blip-coco", "blip2-pretrain", "blip2-vitL", "blip2-coco", "opus-mt-it-en"]
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_list_shows_every_exportable_bundle(verbose, capsys):
+    """`list` names every bundle `export` accepts, the translator included, and nothing else."""
+    assert export_models.main(["list", *verbose]) == 0
+    out = capsys.readouterr().out
+    table = out.split("\n\n")[0].splitlines()[1:]
+    assert [ln.split()[0] for ln in table] == EXPORTABLE
+    assert list(export_models.exportable()) == EXPORTABLE
+    marian = next(ln for ln in table if ln.startswith("opus-mt-it-en "))
+    assert "marian" in marian and "pytorch_model.bin" in marian
+    if verbose:
+        for name in EXPORTABLE:
+            assert f"\n{name}: " in out
+        assert "https://huggingface.co/Helsinki-NLP/opus-mt-it-en/resolve/main/source.spm" in out
+
+
+def test_unknown_name_lists_the_exportable_ones(tmp_path, capsys):
+    assert run_export("no-such-model", "--tiny", "--out", tmp_path) == 2
+    assert f"known: {', '.join(EXPORTABLE)}" in capsys.readouterr().err
+
+
+def test_vocab_must_fit_the_model(tmp_path):
+    """write_bundle takes the vocabulary from the tokenizer and checks it against the model's
+    word embeddings; the manifest's text section and sample ids come from it."""
+    model = eager_tiny("blip2-pretrain", tmp_path)
+    with pytest.raises(bundle.ExportError, match="30523 word embeddings"):
+        bundle.write_bundle(model, tmp_path / "b", name="x", family="blip2", description="x",
+                            vision_encoder="x", weights_dtype="fp32", vocab=BERT.tokens[:1000],
+                            source={})
+    assert not (tmp_path / "b").exists()
+    small = bundle.Vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]", "a", "b"], "blip2")
+    assert small.special == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "[DEC]": 8}
+    ids, mask = small.sample(3, 6)
+    assert set(ids[mask.bool()].tolist()) <= {2, 3, 6, 7} and set(ids[~mask.bool()].tolist()) <= {0}
+    t = small.text_rules()
+    assert (t["vocab_size"], t["cls_token_id"], t["enc_token_id"], t["itm_max_tokens"]) == (8, 2, None, 32)
 
 
 # ---------------------------------------------------------------------------------------------
