@@ -73,11 +73,10 @@ ManifestFile read_manifest_file(const fs::path& dir) {
   }
   const int version = j["format_version"].get<int>();
   if (version != kBundleFormatVersion) {
-    throw Error(ErrorKind::kModel, path.string() + ": bundle format version " +
-                                       std::to_string(version) +
-                                       " is not supported (this mmsearch reads version " +
-                                       std::to_string(kBundleFormatVersion) +
-                                       "); re-export the bundle");
+    throw Error(ErrorKind::kModel,
+                path.string() + ": bundle format version " + std::to_string(version) +
+                    " is not supported (this mmsearch reads version " +
+                    std::to_string(kBundleFormatVersion) + "); re-export the bundle");
   }
   if (!j.contains("family") || !j["family"].is_string()) bad_manifest(path, "missing 'family'");
   try {
@@ -235,8 +234,8 @@ fs::path locate_bundle(const std::string& name_or_path, const std::vector<fs::pa
                        BundleKind kind) {
   std::error_code ec;
   const fs::path direct(name_or_path);
-  const bool path_like = name_or_path.find('/') != std::string::npos || name_or_path == "." ||
-                         name_or_path == "..";
+  const bool path_like =
+      name_or_path.find('/') != std::string::npos || name_or_path == "." || name_or_path == "..";
   if (path_like && fs::exists(direct / kManifestFileName, ec)) return direct;
   for (const auto& root : search_path) {
     if (fs::exists(root / name_or_path / kManifestFileName, ec)) return root / name_or_path;
@@ -244,8 +243,8 @@ fs::path locate_bundle(const std::string& name_or_path, const std::vector<fs::pa
   // Folder names may differ from manifest names: look inside as a last resort.
   std::string available;
   for (const auto& listing : discover_bundles(search_path, false)) {
-    const bool of_kind = kind == BundleKind::kTranslation ? listing.valid_translator
-                                                          : listing.bundle.has_value();
+    const bool of_kind =
+        kind == BundleKind::kTranslation ? listing.valid_translator : listing.bundle.has_value();
     if (!of_kind) continue;
     if (listing.name == name_or_path) return listing.dir;
     available += (available.empty() ? "" : ", ") + listing.name;

@@ -183,9 +183,8 @@ EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
   const ScoreRule text_image = manifest.similarity_text_image;
   const ScoreRule image_image = manifest.similarity_image_image;
   const Embeddings& image_items = images.embeddings;
-  const Embeddings reduced = image_image == ScoreRule::kMeanOfQueries
-                                 ? mean_of_queries(image_items)
-                                 : Embeddings{};
+  const Embeddings reduced =
+      image_image == ScoreRule::kMeanOfQueries ? mean_of_queries(image_items) : Embeddings{};
   const Embeddings& image_side = image_image == ScoreRule::kMeanOfQueries ? reduced : image_items;
 
   EvalReport report;
@@ -193,10 +192,10 @@ EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
   report.model_id = model_id;
   report.images = images.embeddings.count;
   report.captions = captions.embeddings.count;
-  report.text_to_image = text_to_image_recall(
-      score_matrix(captions.embeddings, image_items, text_image), set);
-  report.image_to_text = image_to_text_recall(
-      score_matrix(image_items, captions.embeddings, text_image), set);
+  report.text_to_image =
+      text_to_image_recall(score_matrix(captions.embeddings, image_items, text_image), set);
+  report.image_to_text =
+      image_to_text_recall(score_matrix(image_items, captions.embeddings, text_image), set);
   report.image_to_image =
       category_precision_at_k(score_matrix(image_side, image_side, image_image), set, 5);
   return report;

@@ -45,10 +45,9 @@ void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
     others += (others.empty() ? "" : ", ") + usage.model_id + " (" +
               std::to_string(usage.file_count) + " files)";
   }
-  throw Error(ErrorKind::kIndex,
-              scope.string() + " holds no vectors of " + model_id +
-                  (others.empty() ? std::string("; it has not been indexed")
-                                  : "; it was indexed with " + others));
+  throw Error(ErrorKind::kIndex, scope.string() + " holds no vectors of " + model_id +
+                                     (others.empty() ? std::string("; it has not been indexed")
+                                                     : "; it was indexed with " + others));
 }
 
 QueryResult run_query(Encoder& encoder, const IndexStore& store,

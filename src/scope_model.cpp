@@ -53,9 +53,8 @@ ScopeModel resolve_scope_model(const IndexStore& store, const fs::path& scope,
     result.status = ScopeModel::Status::kNotInstalled;
     return result;
   }
-  result.status = result.bundle->identity() == result.indexed_id
-                      ? ScopeModel::Status::kReady
-                      : ScopeModel::Status::kReExported;
+  result.status = result.bundle->identity() == result.indexed_id ? ScopeModel::Status::kReady
+                                                                 : ScopeModel::Status::kReExported;
   return result;
 }
 
@@ -70,6 +69,25 @@ std::vector<std::string> stale_model_ids(const std::vector<std::string>& stored_
     if (!current.count(id)) stale.push_back(id);
   }
   return stale;
+}
+
+PruneReport prune_stale_models(IndexStore& store, const std::vector<BundleListing>& installed) {
+  const bool any_installed =
+      std::any_of(installed.begin(), installed.end(),
+                  [](const BundleListing& l) { return l.bundle.has_value(); });
+  if (!any_installed) {
+    throw Error(ErrorKind::kModel,
+                "no image-text model bundle is installed on the model search path; refusing to "
+                "prune, since every model's vectors would look stale");
+  }
+  std::vector<std::string> stored;
+  for (const auto& usage : store.model_usage()) stored.push_back(usage.model_id);
+  PruneReport report;
+  for (const auto& id : stale_model_ids(stored, installed)) {
+    report.pruned.push_back({id, store.remove_model(id)});
+  }
+  if (!report.pruned.empty()) report.bytes_freed = store.vacuum();
+  return report;
 }
 
 }  // namespace mmsearch

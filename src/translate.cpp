@@ -22,7 +22,6 @@ namespace {
   throw Error(ErrorKind::kModel, where.string() + ": " + what);
 }
 
-
 bool blank(const std::string& s) {
   for (unsigned char c : s) {
     if (!(c == ' ' || (c >= 0x09 && c <= 0x0D))) return false;

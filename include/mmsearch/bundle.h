@@ -75,9 +75,9 @@ struct Manifest {
 // A bundle's mmsearch.json as read from disk, with the fields every kind has checked: format,
 // format_version, family, name, and a `files` list of safe relative names with sha256 digests.
 struct ManifestFile {
-  std::filesystem::path dir;   // absolute, lexically normal
-  std::string bytes;           // the manifest as on disk
-  nlohmann::json json;         // the parsed manifest
+  std::filesystem::path dir;  // absolute, lexically normal
+  std::string bytes;          // the manifest as on disk
+  nlohmann::json json;        // the parsed manifest
   Family family = Family::kBlip;
   std::string name;
   std::map<std::string, std::string> files;  // file name -> sha256

@@ -22,7 +22,6 @@
 
 namespace mmsearch {
 
-
 struct QueryTerm {
   enum class Kind { kText, kImage };
   Kind kind = Kind::kText;
@@ -61,7 +60,6 @@ struct QueryResult {
 // query image; Error(kUsage) for --rerank without a text term or an ITM head.
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options);
-
 
 // Error(kIndex) for a scope with no vectors of this model: names the models that did index it.
 [[noreturn]] void throw_scope_not_indexed(const IndexStore& store,

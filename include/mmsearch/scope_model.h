@@ -16,17 +16,17 @@ namespace mmsearch {
 
 struct ScopeModel {
   enum class Status {
-    kReady,              // `bundle` is installed and the scope holds vectors of its identity
-    kNotIndexed,         // nothing under the scope is indexed, with any model
+    kReady,                // `bundle` is installed and the scope holds vectors of its identity
+    kNotIndexed,           // nothing under the scope is indexed, with any model
     kNotIndexedWithModel,  // the requested model never indexed the scope (others did: usages)
-    kReExported,         // the scope was indexed by `indexed_id`, an earlier export of `bundle`
-    kNotInstalled,       // the scope was indexed by `indexed_id`, whose bundle is not installed
+    kReExported,           // the scope was indexed by `indexed_id`, an earlier export of `bundle`
+    kNotInstalled,         // the scope was indexed by `indexed_id`, whose bundle is not installed
   };
   Status status = Status::kNotIndexed;
-  std::string name;                 // the model's bundle name (requested or found in the index)
-  std::string indexed_id;           // the identity the scope's vectors have for that name
-  std::optional<Bundle> bundle;     // the installed bundle of that name, when there is one
-  std::vector<ModelUsage> usages;   // every model that indexed the scope, most files first
+  std::string name;                // the model's bundle name (requested or found in the index)
+  std::string indexed_id;          // the identity the scope's vectors have for that name
+  std::optional<Bundle> bundle;    // the installed bundle of that name, when there is one
+  std::vector<ModelUsage> usages;  // every model that indexed the scope, most files first
 };
 
 // The name part of an identity: "blip-base@3fa94c1d" -> "blip-base".
@@ -43,5 +43,21 @@ ScopeModel resolve_scope_model(const IndexStore& store, const std::filesystem::p
 // (another identity under the same name): the vectors a prune removes.
 std::vector<std::string> stale_model_ids(const std::vector<std::string>& stored_ids,
                                          const std::vector<BundleListing>& installed);
+
+// What prune_stale_models() removed.
+struct PrunedModel {
+  std::string model_id;
+  RemovedRows removed;
+};
+struct PruneReport {
+  std::vector<PrunedModel> pruned;
+  std::int64_t bytes_freed = 0;  // returned to the disk by the final vacuum
+};
+
+// Removes the vectors of every stale model (stale_model_ids() against `installed`) from the
+// store, one transaction per model, then vacuums when anything was removed. Refuses (Error
+// kModel) when `installed` holds no valid image-text bundle at all: a wrong search path must
+// not look like every model being gone.
+PruneReport prune_stale_models(IndexStore& store, const std::vector<BundleListing>& installed);
 
 }  // namespace mmsearch

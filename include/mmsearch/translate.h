@@ -42,7 +42,7 @@ struct TranslatorManifest {
   int max_positions = 0;
   // generation
   int64_t decoder_start_token_id = 0;
-  int64_t forced_eos_token_id = -1;  // -1: none
+  int64_t forced_eos_token_id = -1;    // -1: none
   std::vector<int64_t> bad_words_ids;  // single-token bad words
   int num_beams = 1;
   int max_length = 512;  // decoder length cap incl. the start token
@@ -92,13 +92,14 @@ struct TranslateOptions {
 };
 
 struct Translation {
-  std::string source;                // the input text
-  std::string text;                  // the translation ("" for an empty / blank input)
-  std::vector<int64_t> source_ids;   // encoder input, </s> included
-  std::vector<int64_t> output_ids;   // decoder start ... </s> (transformers `sequences` row, unpadded)
-  double score = 0.0;                // beam: normalised hypothesis score; greedy: sum of log-probs
-  bool truncated = false;            // the input was longer than the model's limit
-  std::string warning;               // set when truncated (or otherwise degraded)
+  std::string source;               // the input text
+  std::string text;                 // the translation ("" for an empty / blank input)
+  std::vector<int64_t> source_ids;  // encoder input, </s> included
+  std::vector<int64_t>
+      output_ids;          // decoder start ... </s> (transformers `sequences` row, unpadded)
+  double score = 0.0;      // beam: normalised hypothesis score; greedy: sum of log-probs
+  bool truncated = false;  // the input was longer than the model's limit
+  std::string warning;     // set when truncated (or otherwise degraded)
 };
 
 class Translator {

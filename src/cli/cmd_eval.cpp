@@ -35,8 +35,7 @@ nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& mo
   progress.finish();
   for (const auto& f : summary.failures) spdlog::warn("skipped {}", f.reason);
 
-  const EvalReport report =
-      evaluate_stored(store, manifest, encoder->bundle().identity(), dir);
+  const EvalReport report = evaluate_stored(store, manifest, encoder->bundle().identity(), dir);
   nlohmann::json j;
   j["model"] = report.model;
   j["model_id"] = report.model_id;

@@ -4,10 +4,13 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli.h"
+#include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/indexer.h"
+#include "mmsearch/scope_model.h"
 #include "progress.h"
 #include "translation_hook.h"
 
@@ -33,6 +36,38 @@ nlohmann::json summary_json(const IndexSummary& summary) {
   return j;
 }
 
+namespace {
+
+PruneReport prune(const GlobalOptions& global) {
+  IndexStore store(default_index_path());
+  return prune_stale_models(store, discover_bundles(model_search_path(global.models_dir), false));
+}
+
+nlohmann::json prune_json(const PruneReport& report) {
+  nlohmann::json j;
+  j["pruned"] = nlohmann::json::array();
+  for (const auto& p : report.pruned) {
+    j["pruned"].push_back({{"model", p.model_id},
+                           {"files", p.removed.files},
+                           {"captions", p.removed.captions},
+                           {"vector_blocks", p.removed.vectors}});
+  }
+  j["bytes_freed"] = report.bytes_freed;
+  return j;
+}
+
+void print_prune(const PruneReport& report) {
+  for (const auto& p : report.pruned) {
+    std::printf("pruned %s: %lld files, %lld captions\n", p.model_id.c_str(),
+                static_cast<long long>(p.removed.files),
+                static_cast<long long>(p.removed.captions));
+  }
+  std::printf("pruned %zu model%s, %.1f MB freed\n", report.pruned.size(),
+              report.pruned.size() == 1 ? "" : "s", report.bytes_freed / 1e6);
+}
+
+}  // namespace
+
 Command register_index(CLI::App& root, GlobalOptions& global) {
   auto* app = root.add_subcommand("index", "Embed a folder of images (and captions) for search");
   app->footer(
@@ -45,7 +80,8 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
       "  mmsearch index ./dishes\n"
       "  mmsearch index ~/Pictures --model blip2-vitL --batch-size 8\n"
       "  mmsearch index ./dishes --json | jq .failures\n"
-      "  mmsearch index ./ricette --translate it");
+      "  mmsearch index ./ricette --translate it\n"
+      "  mmsearch index --prune            # drop vectors of re-exported or removed bundles");
   struct Options {
     std::string dir;
     std::string model;
@@ -56,9 +92,10 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     bool no_exif = false;
     std::int64_t max_pixels = DecodeOptions{}.max_pixels;
     TranslationRequest translation;
+    bool prune = false;
   };
   auto options = std::make_shared<Options>();
-  app->add_option("dir", options->dir, "Folder to index (recursively)")->required();
+  app->add_option("dir", options->dir, "Folder to index (recursively; optional with --prune)");
   app->add_option("--model,-m", options->model, "Model bundle (default: the default model)");
   app->add_option("--batch-size", options->batch_size, "Images per model call and per commit")
       ->check(CLI::Range(1, 1024));
@@ -70,8 +107,21 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
   app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
   add_translation_options(app, options->translation, "captions");
+  app->add_flag("--prune", options->prune,
+                "Remove the vectors of every model whose bundle is no longer installed or was "
+                "re-exported (after indexing DIR, when given)");
 
   return {app, [&global, options]() {
+            if (options->dir.empty()) {
+              if (!options->prune) throw Error(ErrorKind::kUsage, "give the folder to index");
+              const PruneReport report = prune(global);
+              if (options->json) {
+                std::cout << prune_json(report).dump(2) << "\n";
+              } else {
+                print_prune(report);
+              }
+              return kExitOk;
+            }
             // The translator is located (and its id read) up front, so a missing bundle fails
             // before any work; its model is only loaded when some caption is not cached.
             std::shared_ptr<LazyTranslator> translator;
@@ -105,8 +155,13 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             const IndexSummary summary = index_folder(*encoder, store, options->dir, index_options);
             progress.finish();
             for (const auto& warning : summary.warnings) spdlog::warn("{}", warning);
+            // Pruning comes after indexing, so a re-exported bundle's new vectors exist first.
+            std::optional<PruneReport> pruned;
+            if (options->prune) pruned = prune(global);
             if (options->json) {
-              std::cout << summary_json(summary).dump(2) << "\n";
+              nlohmann::json j = summary_json(summary);
+              if (pruned) j["prune"] = prune_json(*pruned);
+              std::cout << j.dump(2) << "\n";
             } else {
               std::printf(
                   "%s with %s: %lld found, %lld indexed, %lld reused, %lld unchanged, "
@@ -125,6 +180,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
               for (const auto& f : summary.failures) {
                 std::printf("failed: %s\n", f.reason.c_str());
               }
+              if (pruned) print_prune(*pruned);
             }
             return summary.failed > 0 ? kExitPartial : kExitOk;
           }};

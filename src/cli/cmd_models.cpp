@@ -42,8 +42,8 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
 
   return {app, [&global, options]() {
             const auto search_path = model_search_path(global.models_dir);
-            const auto listings = discover_bundles(search_path, !options->no_hash,
-                                                   default_verify_cache());
+            const auto listings =
+                discover_bundles(search_path, !options->no_hash, default_verify_cache());
             std::string default_name;
             try {
               default_name = default_model_name(listings);

@@ -40,7 +40,8 @@ std::vector<std::string> verbatim_arguments(int argc, char** argv) {
     // An argument that already starts with the mark is marked too, so that removing one mark
     // always gives back what was typed.
     const bool list_like = arg.size() >= 2 && arg.front() == '[' && arg.back() == ']';
-    if (list_like || (!arg.empty() && arg.front() == kVerbatimMark)) arg.insert(0, 1, kVerbatimMark);
+    if (list_like || (!arg.empty() && arg.front() == kVerbatimMark))
+      arg.insert(0, 1, kVerbatimMark);
     args.push_back(std::move(arg));
   }
   return args;
@@ -124,16 +125,16 @@ namespace {
 std::string usage_list(const std::vector<ModelUsage>& usages) {
   std::string list;
   for (const auto& usage : usages) {
-    list += (list.empty() ? "" : ", ") + usage.model_id + " (" +
-            std::to_string(usage.file_count) + " files)";
+    list += (list.empty() ? "" : ", ") + usage.model_id + " (" + std::to_string(usage.file_count) +
+            " files)";
   }
   return list;
 }
 
 }  // namespace
 
-Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store,
-                        const fs::path& scope, const std::string& requested) {
+Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, const fs::path& scope,
+                        const std::string& requested) {
   const std::string where = normalize_index_path(scope);
   const ScopeModel model =
       resolve_scope_model(store, where, model_search_path(global.models_dir), requested);
@@ -158,18 +159,19 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store,
                                          model_name_of(model.usages.front().model_id) +
                                          " or run: " + reindex);
     case ScopeModel::Status::kReExported:
-      throw Error(ErrorKind::kIndex,
-                  where + " was indexed with " + model.indexed_id + ", an earlier export of " +
-                      model.name + "; the installed " + model.name + " is " +
-                      model.bundle->identity() +
-                      ", and vectors of other weights can't be searched with it. Re-index: " +
-                      reindex + " (then 'mmsearch index --prune' drops the old vectors)");
+      throw Error(
+          ErrorKind::kIndex,
+          where + " was indexed with " + model.indexed_id + ", an earlier export of " + model.name +
+              "; the installed " + model.name + " is " + model.bundle->identity() +
+              ", and vectors of other weights can't be searched with it. Re-index: " + reindex +
+              " (then 'mmsearch index --prune' drops the old vectors)");
     case ScopeModel::Status::kNotInstalled:
       throw Error(ErrorKind::kIndex,
                   where + " was indexed with " + model.indexed_id + ", but no bundle named " +
                       model.name +
                       " is installed; install it (or pass --models DIR), or re-index with an "
-                      "installed model: mmsearch index " + where + " --model MODEL");
+                      "installed model: mmsearch index " +
+                      where + " --model MODEL");
   }
   if (!global.no_verify) model.bundle->verify_files(default_verify_cache());
   spdlog::debug("model {} ({}) from {}", model.name, model.bundle->identity(),

@@ -8,9 +8,9 @@
 
 #include <filesystem>
 
-#define MMSEARCH_REQUIRE_SHARED_DATA()                                                     \
-  do {                                                                                     \
+#define MMSEARCH_REQUIRE_SHARED_DATA()                                                       \
+  do {                                                                                       \
     if (!std::filesystem::is_directory(std::filesystem::path(MMSEARCH_SHARED_DIR) / "data")) \
-      GTEST_SKIP() << "needs the shared test data at " MMSEARCH_SHARED_DIR                 \
-                      " (configure with -DMMSEARCH_SHARED_DIR=DIR to point elsewhere)";   \
+      GTEST_SKIP() << "needs the shared test data at " MMSEARCH_SHARED_DIR                   \
+                      " (configure with -DMMSEARCH_SHARED_DIR=DIR to point elsewhere)";      \
   } while (false)
