@@ -167,6 +167,12 @@ Manifest parse_manifest(const ManifestFile& file) {
 Bundle Bundle::open(const fs::path& dir) { return open(read_manifest_file(dir)); }
 
 Bundle Bundle::open(const ManifestFile& file) {
+  std::error_code ec;
+  for (const auto& [name, digest] : file.files) {
+    if (!fs::is_regular_file(file.dir / name, ec)) {
+      throw Error(ErrorKind::kModel, file.dir.string() + ": missing file " + name);
+    }
+  }
   Bundle bundle;
   bundle.dir_ = file.dir;
   bundle.manifest_ = parse_manifest(file);

@@ -36,10 +36,6 @@ bool is_hex_digest(const std::string& digest) {
          });
 }
 
-const char* kind_name(BundleKind kind) {
-  return kind == BundleKind::kTranslation ? "translation model" : "model";
-}
-
 }  // namespace
 
 std::string ManifestFile::identity() const {
@@ -99,9 +95,6 @@ ManifestFile read_manifest_file(const fs::path& dir) {
       bad_manifest(path, "file name '" + name + "' escapes the bundle folder");
     }
     if (!is_hex_digest(digest)) bad_manifest(path, "sha256 of '" + name + "' is malformed");
-    if (!fs::is_regular_file(file.dir / name, ec)) {
-      throw Error(ErrorKind::kModel, dir.string() + ": missing file " + name);
-    }
   }
   return file;
 }
@@ -252,8 +245,10 @@ fs::path locate_bundle(const std::string& name_or_path, const std::vector<fs::pa
   std::string searched;
   for (const auto& root : search_path) searched += (searched.empty() ? "" : ", ") + root.string();
   throw Error(ErrorKind::kModel,
-              std::string("unknown ") + kind_name(kind) + " '" + name_or_path +
-                  "' (searched: " + (searched.empty() ? "no model folder exists" : searched) +
+              (kind == BundleKind::kTranslation ? "translation model '" + name_or_path +
+                                                      "' not found"
+                                                : "unknown model '" + name_or_path + "'") +
+                  " (searched: " + (searched.empty() ? "no model folder exists" : searched) +
                   "; available: " + (available.empty() ? "none" : available) +
                   "). Export one with scripts/export_models.py export " +
                   (kind == BundleKind::kTranslation ? name_or_path : std::string("NAME")) +

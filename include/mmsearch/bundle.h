@@ -88,8 +88,9 @@ struct ManifestFile {
 };
 
 // Reads <dir>/mmsearch.json once. Throws Error(kModel) naming the file and the reason: missing,
-// not JSON, another format or version, an unknown family, a bad `files` entry, or a listed
-// file that is missing from the folder.
+// not JSON, another format or version, an unknown family, or a bad `files` entry. Whether the
+// listed files exist is checked by whoever loads them (a translator is located, and its
+// identity read, without touching its weights).
 ManifestFile read_manifest_file(const std::filesystem::path& dir);
 
 // The two kinds of bundle a name can ask for.
