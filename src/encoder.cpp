@@ -35,7 +35,7 @@ torch::Tensor to_int64_tensor(const std::vector<std::int64_t>& values, std::int6
 InferenceDtype parse_inference_dtype(const std::string& name) {
   if (name == "fp32" || name == "float32") return InferenceDtype::kFloat32;
   if (name == "bf16" || name == "bfloat16") return InferenceDtype::kBFloat16;
-  throw Error(ErrorKind::kUsage, "unknown --dtype '" + name + "' (expected fp32 or bf16)");
+  throw Error(ErrorKind::kUsage, "unknown inference dtype '" + name + "' (expected fp32 or bf16)");
 }
 
 void configure_threads(int threads) {
