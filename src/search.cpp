@@ -23,8 +23,15 @@ namespace {
 #define MMSEARCH_MULTIVERSION
 #endif
 
-MMSEARCH_MULTIVERSION
-float dot(const float* a, const float* b, int n) {
+#if defined(__GNUC__)
+#define MMSEARCH_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define MMSEARCH_ALWAYS_INLINE inline
+#endif
+
+// The one dot-product kernel. Always inlined into the multiversioned scans below, so that each
+// of them is compiled for every target in MMSEARCH_MULTIVERSION.
+MMSEARCH_ALWAYS_INLINE float dot_kernel(const float* a, const float* b, int n) {
   constexpr int kLanes = 16;
   float partial[kLanes] = {};
   int i = 0;
@@ -37,23 +44,14 @@ float dot(const float* a, const float* b, int n) {
   return sum;
 }
 
+MMSEARCH_MULTIVERSION
+float dot(const float* a, const float* b, int n) { return dot_kernel(a, b, n); }
+
 // scores[i] = rows[i * stride] . query for i < count: a strided matrix-vector product.
 MMSEARCH_MULTIVERSION
 void gemv_strided(const float* rows, std::int64_t count, std::int64_t stride, const float* query,
                   int dim, float* scores) {
-  constexpr int kLanes = 16;
-  for (std::int64_t i = 0; i < count; ++i) {
-    const float* row = rows + i * stride;
-    float partial[kLanes] = {};
-    int d = 0;
-    for (; d + kLanes <= dim; d += kLanes) {
-      for (int lane = 0; lane < kLanes; ++lane) partial[lane] += row[d + lane] * query[d + lane];
-    }
-    float sum = 0.0f;
-    for (; d < dim; ++d) sum += row[d] * query[d];
-    for (int lane = 0; lane < kLanes; ++lane) sum += partial[lane];
-    scores[i] = sum;
-  }
+  for (std::int64_t i = 0; i < count; ++i) scores[i] = dot_kernel(rows + i * stride, query, dim);
 }
 
 // scores[i] = max over item i's vectors v and the query's vectors q of v . q. The max is taken
@@ -62,22 +60,12 @@ void gemv_strided(const float* rows, std::int64_t count, std::int64_t stride, co
 MMSEARCH_MULTIVERSION
 void max_over_pairs(const float* items, std::int64_t count, int per_item, const float* query,
                     int query_rows, int dim, float* scores) {
-  constexpr int kLanes = 16;
   for (std::int64_t i = 0; i < count; ++i) {
     float best = -std::numeric_limits<float>::infinity();
     for (int v = 0; v < per_item; ++v) {
       const float* row = items + (i * per_item + v) * static_cast<std::int64_t>(dim);
       for (int q = 0; q < query_rows; ++q) {
-        const float* qv = query + static_cast<std::int64_t>(q) * dim;
-        float partial[kLanes] = {};
-        int d = 0;
-        for (; d + kLanes <= dim; d += kLanes) {
-          for (int lane = 0; lane < kLanes; ++lane) partial[lane] += row[d + lane] * qv[d + lane];
-        }
-        float sum = 0.0f;
-        for (; d < dim; ++d) sum += row[d] * qv[d];
-        for (int lane = 0; lane < kLanes; ++lane) sum += partial[lane];
-        best = std::max(best, sum);
+        best = std::max(best, dot_kernel(row, query + static_cast<std::int64_t>(q) * dim, dim));
       }
     }
     scores[i] = best;
