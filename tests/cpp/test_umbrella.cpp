@@ -1,11 +1,10 @@
 // The usage example at the top of include/mmsearch/mmsearch.h, run as written (with a temporary
 // store and folder): the umbrella header compiles on its own and the documented flow works.
-#include "mmsearch/mmsearch.h"
-
 #include <gtest/gtest.h>
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "mmsearch/mmsearch.h"
 #include "test_dirs.h"
 
 namespace fs = std::filesystem;
@@ -19,8 +18,8 @@ TEST(Umbrella, DocumentedFlowIndexesAndQueries) {
     ASSERT_TRUE(cv::imwrite((photos / ("dish-" + std::to_string(i) + ".png")).string(), image));
   }
 
-  mmsearch::Bundle bundle = mmsearch::find_bundle(
-      "dishes-tiny", {fs::path(MMSEARCH_SOURCE_DIR) / "models"});
+  mmsearch::Bundle bundle =
+      mmsearch::find_bundle("dishes-tiny", {fs::path(MMSEARCH_SOURCE_DIR) / "models"});
   bundle.verify_files({});
   mmsearch::Encoder encoder(bundle);
   mmsearch::IndexStore store(dir / "index.sqlite3");
