@@ -10,6 +10,7 @@
 #include "mmsearch/error.h"
 #include "mmsearch/render.h"
 #include "mmsearch/simmatrix.h"
+#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;
@@ -219,6 +220,7 @@ TEST(Heatmap, ManyItemsDropItemLabelsButKeepCategories) {
 }
 
 TEST(Montage, DrawsQueryAndResultsFromRealPhotos) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path photos = fs::path(MMSEARCH_SHARED_DIR) / "data" / "photos";
   const auto rows = read_csv(photos / "captions.csv");
   ASSERT_GT(rows.size(), 6u);
