@@ -1,8 +1,6 @@
 // `mmsearch query`: text, image and combined searches over an indexed scope.
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
