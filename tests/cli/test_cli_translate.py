@@ -213,3 +213,14 @@ def test_unknown_or_bad_language_codes(trun, tmp_path):
     proc = trun("index", photos, "--model", "blip-base", "--translate", "de", "--translator",
                 MARIAN, check=EXIT_USAGE)
     assert "translates from 'it'" in proc.stderr
+
+
+def test_translate_passes_texts_through_verbatim(trun, tmp_path):
+    """Brackets, commas and leading dashes reach the translator as typed (issue 9)."""
+    texts = ["[a,b]", "[SEP][CLS]", "-5 gradi", "una, due"]
+    path = tmp_path / "more.txt"
+    path.write_text("[dal,file]\n")
+    proc = trun("translate", "--model", MARIAN, "--json", "--from-file", path, "--", *texts,
+                check=0)
+    sources = [json.loads(line)["source"] for line in proc.stdout.split("\n") if line]
+    assert sources == texts + ["[dal,file]"]

@@ -95,6 +95,35 @@ TEST_F(BundleTest, MissingFieldIsNamed) {
   }
 }
 
+TEST_F(BundleTest, UnknownFamilyOrScoreRuleMakesTheBundleInvalid) {
+  // Family and score rules are enums validated when the manifest is parsed: a bad value is a
+  // model error (exit 4) naming the field, never a string compared later.
+  for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+           {"family", "blip3"}, {"text_image", "max"}, {"image_image", "mean"}}) {
+    json manifest = valid_manifest();
+    if (field == "family") {
+      manifest["family"] = value;
+    } else {
+      manifest["similarity"][field] = value;
+    }
+    const fs::path dir = make_bundle("bad-" + field, manifest);
+    try {
+      Bundle::open(dir);
+      FAIL() << "expected an error for " << field;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kModel);
+      EXPECT_NE(std::string(e.what()).find(value), std::string::npos) << e.what();
+      if (field != "family") {
+        EXPECT_NE(std::string(e.what()).find("similarity." + field), std::string::npos) << e.what();
+      }
+    }
+  }
+  // A translation bundle is not an image-text model.
+  json marian = valid_manifest();
+  marian["family"] = "marian";
+  EXPECT_THROW(Bundle::open(make_bundle("marian", marian)), Error);
+}
+
 TEST_F(BundleTest, NewerFormatVersionIsRefused) {
   json manifest = valid_manifest();
   manifest["format_version"] = 2;
