@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "mmsearch/error.h"
 
@@ -38,19 +39,23 @@ InferenceDtype parse_inference_dtype(const std::string& name) {
   throw Error(ErrorKind::kUsage, "unknown inference dtype '" + name + "' (expected fp32 or bf16)");
 }
 
-void configure_threads(int threads) {
+void configure_threads(int threads, InferenceDtype dtype) {
   threads = std::max(1, threads);
-  // Measured on 2 cores (bench_encoder): matrix products dominate BLIP inference and run in
-  // OpenBLAS's pool; the element-wise rest runs in libtorch's OpenMP pool. Giving OpenBLAS all
-  // cores and libtorch's intra-op pool the same count makes both spin-wait on the same cores,
-  // so libtorch gets one thread when OpenBLAS is present and all cores otherwise.
-  if (auto set_blas = openblas_setter()) {
+  // Matrix products dominate BLIP inference. Giving both pools every core makes them spin-wait
+  // on the same cores, so the pool that runs the products of this dtype gets them all (see
+  // encoder.h for the measurements).
+  auto set_blas = openblas_setter();
+  if (set_blas && dtype == InferenceDtype::kFloat32) {
     set_blas(threads);
     at::set_num_threads(1);
   } else {
+    if (set_blas) set_blas(1);
     at::set_num_threads(threads);
   }
-  at::set_num_interop_threads(1);
+  // libtorch allows this once per process, before any parallel work; the split above may be
+  // changed again (a benchmark trying dtypes).
+  static std::once_flag interop_once;
+  std::call_once(interop_once, [] { at::set_num_interop_threads(1); });
 }
 
 ThreadConfig current_thread_config() {

@@ -24,8 +24,15 @@ InferenceDtype parse_inference_dtype(const std::string& name);
 
 // Process-wide thread set-up, done once by the binary (not by library calls): libtorch's
 // OpenMP pool and OpenBLAS's pthread pool would otherwise both spin on every core and fight
-// (3x slower measured on 2 cores). `threads` is the number of cores mmsearch may use.
-void configure_threads(int threads);
+// (3x slower measured on 2 cores). `threads` is the number of cores mmsearch may use. Where
+// the matrix products run decides the split, so it depends on the dtype (bench_encoder,
+// blip-base, 2 cores, one run):
+// * fp32: sgemm runs in OpenBLAS, so OpenBLAS gets every core and libtorch one thread
+//   (4.32 img/s, against 3.22 with both pools at 2).
+// * bf16: matrix products run in oneDNN inside libtorch's OpenMP pool, so libtorch gets every
+//   core and OpenBLAS one thread (8.62 img/s, against 4.38 with the fp32 split).
+// Without OpenBLAS (the reference BLAS has no thread pool) libtorch gets every core.
+void configure_threads(int threads, InferenceDtype dtype = InferenceDtype::kFloat32);
 // What configure_threads chose, for logs and benchmarks.
 struct ThreadConfig {
   int torch_threads = 0;

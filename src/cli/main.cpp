@@ -70,7 +70,12 @@ int main(int argc, char** argv) {
                                    : spdlog::level::info);
   const int threads =
       global.threads > 0 ? global.threads : static_cast<int>(std::thread::hardware_concurrency());
-  mmsearch::configure_threads(threads);
+  try {
+    mmsearch::configure_threads(threads, mmsearch::parse_inference_dtype(global.dtype));
+  } catch (const mmsearch::Error& e) {
+    spdlog::error("{}", e.what());
+    return exit_code_for(e.kind());
+  }
 
   for (auto& command : commands) {
     if (!command.app->parsed()) continue;

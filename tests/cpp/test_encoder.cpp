@@ -174,3 +174,23 @@ TEST(Encoder, DtypeNames) {
   EXPECT_EQ(parse_inference_dtype("bfloat16"), InferenceDtype::kBFloat16);
   EXPECT_THROW(parse_inference_dtype("fp16"), Error);
 }
+
+TEST(Encoder, ThreadSplitFollowsWhereTheDtypeRunsItsMatrixProducts) {
+  const ThreadConfig before = current_thread_config();
+  configure_threads(2, InferenceDtype::kFloat32);
+  ThreadConfig fp32 = current_thread_config();
+  configure_threads(2, InferenceDtype::kBFloat16);
+  ThreadConfig bf16 = current_thread_config();
+  if (fp32.blas_threads < 0) {  // reference BLAS: libtorch gets the cores either way
+    EXPECT_EQ(fp32.torch_threads, 2);
+    EXPECT_EQ(bf16.torch_threads, 2);
+  } else {
+    EXPECT_EQ(fp32.torch_threads, 1);  // sgemm in OpenBLAS
+    EXPECT_EQ(fp32.blas_threads, 2);
+    EXPECT_EQ(bf16.torch_threads, 2);  // bf16 products in oneDNN, in libtorch's pool
+    EXPECT_EQ(bf16.blas_threads, 1);
+  }
+  configure_threads(0, InferenceDtype::kFloat32);  // 0 means at least one
+  EXPECT_EQ(current_thread_config().torch_threads, 1);
+  at::set_num_threads(before.torch_threads);
+}
