@@ -244,15 +244,15 @@ fs::path locate_bundle(const std::string& name_or_path, const std::vector<fs::pa
   }
   std::string searched;
   for (const auto& root : search_path) searched += (searched.empty() ? "" : ", ") + root.string();
-  throw Error(ErrorKind::kModel,
-              (kind == BundleKind::kTranslation ? "translation model '" + name_or_path +
-                                                      "' not found"
-                                                : "unknown model '" + name_or_path + "'") +
-                  " (searched: " + (searched.empty() ? "no model folder exists" : searched) +
-                  "; available: " + (available.empty() ? "none" : available) +
-                  "). Export one with scripts/export_models.py export " +
-                  (kind == BundleKind::kTranslation ? name_or_path : std::string("NAME")) +
-                  ", or add its folder to the model search path");
+  throw Error(
+      ErrorKind::kModel,
+      (kind == BundleKind::kTranslation ? "translation model '" + name_or_path + "' not found"
+                                        : "unknown model '" + name_or_path + "'") +
+          " (searched: " + (searched.empty() ? "no model folder exists" : searched) +
+          "; available: " + (available.empty() ? "none" : available) +
+          "). Export one with scripts/export_models.py export " +
+          (kind == BundleKind::kTranslation ? name_or_path : std::string("NAME")) +
+          ", or add its folder to the model search path");
 }
 
 }  // namespace mmsearch

@@ -85,8 +85,9 @@ const Shim& shim() {
       }
       return;
     }
-    failure = "sentencepiece shim " + std::string(kShimName) + " not found or not loadable; tried:" +
-              tried + "\n(set MMSEARCH_SPM_SHIM to its path)";
+    failure = "sentencepiece shim " + std::string(kShimName) +
+              " not found or not loadable; tried:" + tried +
+              "\n(set MMSEARCH_SPM_SHIM to its path)";
   });
   if (!s.lib) throw Error(ErrorKind::kInternal, failure);
   return s;
@@ -121,7 +122,8 @@ class Spm {
   std::vector<std::string> encode(std::string_view text) const {
     std::vector<std::string> pieces;
     char err[512] = {0};
-    if (shim().encode(handle_, text.data(), text.size(), append_cb, &pieces, err, sizeof err) != 0) {
+    if (shim().encode(handle_, text.data(), text.size(), append_cb, &pieces, err, sizeof err) !=
+        0) {
       throw Error(ErrorKind::kInternal, "sentencepiece encode failed: " + std::string(err));
     }
     return pieces;
@@ -151,8 +153,8 @@ class Spm {
 
 bool py_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 // Decodes the code point at s[i] (lenient: an invalid byte is taken as itself); sets len.
@@ -386,7 +388,7 @@ std::string MarianTokenizer::decode(const std::vector<int64_t>& ids, bool skip_s
   out = std::string(rstrip(lstrip(out)));
   if (clean_up) {
     static const std::pair<const char*, const char*> kCleanups[] = {
-        {" .", "."},   {" ?", "?"},     {" !", "!"},     {" ,", ","},     {" ' ", "'"},
+        {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
         {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
     for (const auto& [a, b] : kCleanups) replace_all(out, a, b);
   }

@@ -66,7 +66,6 @@ struct Embeddings {
   }
 };
 
-
 // Normalises every vector to unit length in place (zero vectors stay zero).
 void l2_normalize(Embeddings& embeddings);
 

@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/image.h"
+#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using mmsearch::DecodeOptions;

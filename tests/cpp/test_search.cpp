@@ -6,10 +6,10 @@
 #include <limits>
 #include <random>
 
-#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/search.h"
 #include "random_embeddings.h"
+#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;

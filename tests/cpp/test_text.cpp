@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/text.h"
+#include "shared_data.h"
 
 namespace mmsearch {
 namespace {

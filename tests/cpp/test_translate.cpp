@@ -7,9 +7,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "shared_data.h"
 #include "mmsearch/error.h"
 #include "mmsearch/translate.h"
+#include "shared_data.h"
 
 namespace fs = std::filesystem;
 using mmsearch::Error;
@@ -37,10 +37,10 @@ nlohmann::json read_json(const fs::path& p) {
   return nlohmann::json::parse(s);
 }
 
-#define REQUIRE_GOLDEN()                                                  \
-  if (!fs::exists(kGolden / "model" / "index.json") ||                    \
-      !fs::exists(bundle("det") / "mmsearch.json")) {                     \
-    GTEST_SKIP() << "no Marian goldens / deterministic bundle";           \
+#define REQUIRE_GOLDEN()                                        \
+  if (!fs::exists(kGolden / "model" / "index.json") ||          \
+      !fs::exists(bundle("det") / "mmsearch.json")) {           \
+    GTEST_SKIP() << "no Marian goldens / deterministic bundle"; \
   }
 
 Translator& det(bool bias) {
@@ -82,7 +82,8 @@ TEST(Translate, TokenizerCasesThroughShim) {
       if (c.contains("truncated_input_ids")) {
         bool cut = false;
         EXPECT_EQ(tok.encode(text, false, true, &cut),
-                  c["truncated_input_ids"].get<std::vector<int64_t>>()) << id;
+                  c["truncated_input_ids"].get<std::vector<int64_t>>())
+            << id;
         EXPECT_TRUE(cut) << id;
       }
       const auto tgt = c["target_input_ids"].get<std::vector<int64_t>>();
@@ -93,7 +94,8 @@ TEST(Translate, TokenizerCasesThroughShim) {
       const auto ids = c["ids"].get<std::vector<int64_t>>();
       EXPECT_EQ(tok.decode(ids), c["decoded_skip_special"].get<std::string>()) << id;
       EXPECT_EQ(tok.decode(ids, false), c["decoded_keep_special"].get<std::string>()) << id;
-      EXPECT_EQ(tok.decode(ids, true, false), c["decoded_skip_special_no_cleanup"].get<std::string>())
+      EXPECT_EQ(tok.decode(ids, true, false),
+                c["decoded_skip_special_no_cleanup"].get<std::string>())
           << id;
       ++dec;
     }
@@ -121,7 +123,8 @@ void check_generate(bool bias) {
   int identical = 0, total = 0;
   for (const auto& e : entries) {
     std::vector<std::vector<int64_t>> sources;
-    for (const auto& text : e["texts"]) sources.push_back(tr.tokenizer().encode(text.get<std::string>()));
+    for (const auto& text : e["texts"])
+      sources.push_back(tr.tokenizer().encode(text.get<std::string>()));
     // the tokenizer gives the golden input_ids (unpadded)
     const auto want_ids = unpad(e["input_ids"], pad);
     ASSERT_EQ(sources, want_ids) << e["name"];
@@ -140,8 +143,10 @@ void check_generate(bool bias) {
       for (size_t r = 0; r < got.size(); ++r) {
         std::vector<int64_t> row = got[r];
         row.resize(want[r].size(), pad);
-        same = same && got[r].size() <= want[r].size() && row == want[r].get<std::vector<int64_t>>();
-        if (it.value().contains("sequences_scores") && it.value()["sequences_scores"][r].is_number()) {
+        same =
+            same && got[r].size() <= want[r].size() && row == want[r].get<std::vector<int64_t>>();
+        if (it.value().contains("sequences_scores") &&
+            it.value()["sequences_scores"][r].is_number()) {
           EXPECT_NEAR(scores[r], it.value()["sequences_scores"][r].get<double>(), 1e-4)
               << e["name"] << " " << it.key();
         }
