@@ -14,16 +14,12 @@
 namespace fs = std::filesystem;
 using namespace mmsearch;
 using mmsearch::test_support::error_of;
+using mmsearch::test_support::write_file;
 
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
   return test_support::fresh_test_dir("captions", name);
-}
-
-void write(const fs::path& path, const std::string& bytes) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << bytes;
 }
 
 CaptionInfo info_for(const fs::path& root, const std::string& relative) {
@@ -36,11 +32,11 @@ using Captions = std::vector<std::string>;
 
 TEST(Captions, CsvWithQuotingSeveralRowsPerFileAndCategories) {
   const fs::path root = fresh_dir("csv");
-  write(root / "captions.csv",
-        "file,caption,category\n"
-        "a.jpg,\"pizza, with basil\",pizza\n"
-        "a.jpg,\"a \"\"margherita\"\"\",pizza\n"
-        "sub/b.jpg,\"two\nlines\", dessert \n");
+  write_file(root / "captions.csv",
+             "file,caption,category\n"
+             "a.jpg,\"pizza, with basil\",pizza\n"
+             "a.jpg,\"a \"\"margherita\"\"\",pizza\n"
+             "sub/b.jpg,\"two\nlines\", dessert \n");
   const CaptionTable table = read_caption_table(root);
   EXPECT_EQ(table.source, root / "captions.csv");
   EXPECT_TRUE(table.warnings.empty());
@@ -55,23 +51,23 @@ TEST(Captions, CsvWithQuotingSeveralRowsPerFileAndCategories) {
 
 TEST(Captions, ColumnsInAnyOrderUnderTheirAliasesAndAByteOrderMark) {
   const fs::path root = fresh_dir("aliases");
-  write(root / "captions.csv", "\xEF\xBB\xBFtext,filename\nsoup of the day,c.png\n");
+  write_file(root / "captions.csv", "\xEF\xBB\xBFtext,filename\nsoup of the day,c.png\n");
   EXPECT_EQ(info_for(root, "c.png").captions, (Captions{"soup of the day"}));
 }
 
 TEST(Captions, TsvKeepsCommasInsideFields) {
   const fs::path root = fresh_dir("tsv");
-  write(root / "captions.tsv", "file\tcaption\nd.jpg\tpasta, beans and rosemary\n");
+  write_file(root / "captions.tsv", "file\tcaption\nd.jpg\tpasta, beans and rosemary\n");
   EXPECT_EQ(info_for(root, "d.jpg").captions, (Captions{"pasta, beans and rosemary"}));
 }
 
 TEST(Captions, BadRowsAreSkippedWithAWarningNamingFileAndRow) {
   const fs::path root = fresh_dir("bad-rows");
-  write(root / "captions.csv",
-        "file,caption\n"
-        "short\n"
-        "e.jpg,\xC3\x28 broken utf-8\n"
-        "f.jpg,fine\n");
+  write_file(root / "captions.csv",
+             "file,caption\n"
+             "short\n"
+             "e.jpg,\xC3\x28 broken utf-8\n"
+             "f.jpg,fine\n");
   const CaptionTable table = read_caption_table(root);
   ASSERT_EQ(table.warnings.size(), 2u);
   EXPECT_NE(table.warnings[0].find("captions.csv: row 2 has too few columns"), std::string::npos);
@@ -82,7 +78,7 @@ TEST(Captions, BadRowsAreSkippedWithAWarningNamingFileAndRow) {
 
 TEST(Captions, AHeaderWithoutFileOrCaptionIsAnInputError) {
   const fs::path root = fresh_dir("no-header");
-  write(root / "captions.csv", "name,description\na.jpg,pizza\n");
+  write_file(root / "captions.csv", "name,description\na.jpg,pizza\n");
   const auto [kind, message] = error_of([&] { read_caption_table(root); });
   EXPECT_EQ(kind, ErrorKind::kInput);
   EXPECT_NE(message.find("captions.csv"), std::string::npos);
@@ -91,12 +87,12 @@ TEST(Captions, AHeaderWithoutFileOrCaptionIsAnInputError) {
 
 TEST(Captions, JsonlLinesAndBadLines) {
   const fs::path root = fresh_dir("jsonl");
-  write(root / "captions.jsonl",
-        "{\"file\": \"g.jpg\", \"caption\": \"risotto\", \"category\": \"rice\"}\n"
-        "\n"
-        "not json\n"
-        "{\"caption\": \"no file\"}\n"
-        "{\"file\": \"g.jpg\", \"caption\": \"  with saffron  \"}\n");
+  write_file(root / "captions.jsonl",
+             "{\"file\": \"g.jpg\", \"caption\": \"risotto\", \"category\": \"rice\"}\n"
+             "\n"
+             "not json\n"
+             "{\"caption\": \"no file\"}\n"
+             "{\"file\": \"g.jpg\", \"caption\": \"  with saffron  \"}\n");
   const CaptionTable table = read_caption_table(root);
   ASSERT_EQ(table.warnings.size(), 2u);
   EXPECT_NE(table.warnings[0].find("captions.jsonl: line 3"), std::string::npos);
@@ -108,9 +104,9 @@ TEST(Captions, JsonlLinesAndBadLines) {
 
 TEST(Captions, CsvIsPreferredOverTsvAndJsonl) {
   const fs::path root = fresh_dir("precedence");
-  write(root / "captions.csv", "file,caption\nh.jpg,from csv\n");
-  write(root / "captions.tsv", "file\tcaption\nh.jpg\tfrom tsv\n");
-  write(root / "captions.jsonl", "{\"file\": \"h.jpg\", \"caption\": \"from jsonl\"}\n");
+  write_file(root / "captions.csv", "file,caption\nh.jpg,from csv\n");
+  write_file(root / "captions.tsv", "file\tcaption\nh.jpg\tfrom tsv\n");
+  write_file(root / "captions.jsonl", "{\"file\": \"h.jpg\", \"caption\": \"from jsonl\"}\n");
   EXPECT_EQ(info_for(root, "h.jpg").captions, (Captions{"from csv"}));
   fs::remove(root / "captions.csv");
   EXPECT_EQ(info_for(root, "h.jpg").captions, (Captions{"from tsv"}));
@@ -120,10 +116,10 @@ TEST(Captions, CsvIsPreferredOverTsvAndJsonl) {
 
 TEST(Captions, SidecarLinesWhenTheTableHasNoCaptions) {
   const fs::path root = fresh_dir("sidecar");
-  write(root / "captions.csv", "file,caption,category\nk.jpg,,soups\nm.jpg,from the table,\n");
-  write(root / "k.txt", "  minestrone \n\n\r\nwith parmesan\r\n");
-  write(root / "m.txt", "ignored: the table gives captions\n");
-  write(root / "dolci" / "n.txt", "tiramisu\n");
+  write_file(root / "captions.csv", "file,caption,category\nk.jpg,,soups\nm.jpg,from the table,\n");
+  write_file(root / "k.txt", "  minestrone \n\n\r\nwith parmesan\r\n");
+  write_file(root / "m.txt", "ignored: the table gives captions\n");
+  write_file(root / "dolci" / "n.txt", "tiramisu\n");
 
   const CaptionInfo k = info_for(root, "k.jpg");
   EXPECT_EQ(k.captions, (Captions{"minestrone", "with parmesan"}));
@@ -136,13 +132,13 @@ TEST(Captions, SidecarLinesWhenTheTableHasNoCaptions) {
 
 TEST(Captions, AnImageNamedLikeASidecarIsNotItsOwnCaption) {
   const fs::path root = fresh_dir("self-sidecar");
-  write(root / "photo.txt", "\x89PNG\r\n\x1a\n");
+  write_file(root / "photo.txt", "\x89PNG\r\n\x1a\n");
   EXPECT_TRUE(info_for(root, "photo.txt").captions.empty());
 }
 
 TEST(Captions, AnInvalidUtf8SidecarIsAnInputErrorNamingIt) {
   const fs::path root = fresh_dir("bad-sidecar");
-  write(root / "p.txt", "caf\xE9\n");
+  write_file(root / "p.txt", "caf\xE9\n");
   const auto [kind, message] = error_of([&] { info_for(root, "p.jpg"); });
   EXPECT_EQ(kind, ErrorKind::kInput);
   EXPECT_NE(message.find("p.txt"), std::string::npos);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 
@@ -15,6 +16,12 @@ inline std::filesystem::path fresh_test_dir(const std::string& group, const std:
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// Writes `bytes` to `path` as they are, creating its folder.
+inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << bytes;
 }
 
 // The kind and message of what `action` throws as mmsearch::Error; kInternal and "no error"

@@ -22,6 +22,7 @@
 namespace fs = std::filesystem;
 using namespace mmsearch;
 using mmsearch::test_support::error_of;
+using mmsearch::test_support::write_file;
 
 namespace {
 
@@ -36,10 +37,6 @@ void write_image(const fs::path& path, int seed) {
   cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(255));
   image.row(0).setTo(cv::Scalar(seed * 37 % 256, seed * 71 % 256, seed * 13 % 256));
   ASSERT_TRUE(cv::imwrite(path.string(), image));
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
 }
 
 FileState state_of(const fs::path& path) {
@@ -118,8 +115,8 @@ TEST(IndexPlan, ScanFindsImagesByContentWithCaptionsAndCategories) {
   write_image(root / "b.png", 2);
   fs::rename(root / "b.png", root / "b.notanimage");  // found by content, not by name
   write_image(root / ".hidden" / "c.png", 3);
-  write_text(root / "notes.txt", "not an image");
-  write_text(root / "captions.csv", "file,caption\npasta/a.png,lasagne\nmissing.png,x\nbad\n");
+  write_file(root / "notes.txt", "not an image");
+  write_file(root / "captions.csv", "file,caption\npasta/a.png,lasagne\nmissing.png,x\nbad\n");
 
   const FolderScan scan = scan_folder(root / "pasta" / "..", /*include_hidden=*/false);
   EXPECT_EQ(scan.root, normalize_index_path(root));
@@ -137,7 +134,7 @@ TEST(IndexPlan, ScanFindsImagesByContentWithCaptionsAndCategories) {
 TEST(IndexPlan, AnUnreadableSidecarIsAWarningAndKeepsTheFolderCategory) {
   const fs::path root = fresh_dir("bad-sidecar");
   write_image(root / "soups" / "a.png", 1);
-  write_text(root / "soups" / "a.txt", "caf\xE9\n");
+  write_file(root / "soups" / "a.txt", "caf\xE9\n");
   const FolderScan scan = scan_folder(root, false);
   ASSERT_EQ(scan.images.size(), 1u);
   EXPECT_TRUE(scan.images[0].info.captions.empty());
@@ -154,7 +151,7 @@ TEST(IndexPlan, SortsFilesIntoUnchangedReuseEmbedDuplicatesAndVanished) {
   write_image(root / "renamed-new.png", 4);
   write_image(root / "fresh.png", 5);
   fs::copy_file(root / "fresh.png", root / "fresh-copy.png");
-  write_text(root / "captions.csv",
+  write_file(root / "captions.csv",
              "file,caption\n"
              "pasta/same.png,lasagne\n"
              "pasta/touched.png,spaghetti\n"
@@ -193,7 +190,7 @@ TEST(IndexPlan, ATranslationChangeMakesAFileChangedAndAVanishedFileAFailure) {
   const fs::path root = fresh_dir("plan-translation");
   write_image(root / "a.png", 1);
   write_image(root / "b.png", 2);
-  write_text(root / "captions.csv", "file,caption\na.png,pane\n");
+  write_file(root / "captions.csv", "file,caption\na.png,pane\n");
   FakeStore store;
   store.add(stored_record(state_of(root / "a.png"), "", {{"pane", ""}}));
   const FolderScan scan = scan_folder(root, false);
@@ -251,14 +248,14 @@ struct IndexerRun : ::testing::Test {
     write_image(root / "pasta" / "b.png", 2);
     write_image(root / "dolci" / "c.png", 3);
     fs::copy_file(root / "dolci" / "c.png", root / "dolci" / "c-copy.png");
-    write_text(root / "broken.png", "\x89PNG\r\n\x1a\n truncated");
-    write_text(root / "captions.csv",
+    write_file(root / "broken.png", "\x89PNG\r\n\x1a\n truncated");
+    write_file(root / "captions.csv",
                "file,caption\n"
                "pasta/a.png,lasagne al ragu\n"
                "pasta/a.png,pasta al forno\n"
                "dolci/c.png,tiramisu\n"
                "dolci/c-copy.png,tiramisu\n");
-    write_text(root / "pasta" / "b.txt", "spaghetti\n");
+    write_file(root / "pasta" / "b.txt", "spaghetti\n");
     store = std::make_unique<IndexStore>(dir / "index.sqlite3");
     options.batch_size = 2;
     options.on_progress = [this](const IndexProgress& p) { progress.push_back(p); };
@@ -352,14 +349,14 @@ TEST_F(IndexerRun, TouchRenameDeleteRecaptionAndCorruption) {
   EXPECT_EQ(files.at("pasta/b2.png").captions[0].text, "spaghetti");
 
   // A new caption: the model runs again for that file.
-  write_text(root / "pasta" / "b2.txt", "spaghetti al pomodoro\n");
+  write_file(root / "pasta" / "b2.txt", "spaghetti al pomodoro\n");
   summary = run();
   EXPECT_EQ(summary.indexed, 1);
   EXPECT_EQ(summary.unchanged, 2);
   EXPECT_EQ(listed().at("pasta/b2.png").captions[0].text, "spaghetti al pomodoro");
 
   // An indexed file replaced by a corrupt one fails and leaves the index.
-  write_text(root / "dolci" / "c.png", "\x89PNG\r\n\x1a\n corrupt now");
+  write_file(root / "dolci" / "c.png", "\x89PNG\r\n\x1a\n corrupt now");
   summary = run();
   EXPECT_EQ(summary.failed, 2);
   files = listed();
