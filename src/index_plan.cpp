@@ -7,6 +7,7 @@
 
 #include "mmsearch/error.h"
 #include "mmsearch/image.h"
+#include "mmsearch/paths.h"
 
 namespace fs = std::filesystem;
 
@@ -121,8 +122,7 @@ std::vector<std::string> caption_texts(const FolderScan& scan) {
 std::vector<FileState> vanished_files(const std::vector<FileListing>& stored) {
   std::vector<FileState> vanished;
   for (const auto& listing : stored) {
-    std::error_code ec;
-    if (!fs::exists(listing.state.path, ec)) vanished.push_back(listing.state);
+    if (is_gone_from_disk(listing.state.path)) vanished.push_back(listing.state);
   }
   return vanished;
 }

@@ -126,11 +126,7 @@ std::vector<std::string> IndexStore::remove_missing(const std::string& model_id,
                                                     const std::filesystem::path& scope) {
   std::vector<std::string> missing;
   for (const auto& [path, state] : file_states(model_id, scope)) {
-    std::error_code ec;
-    // An error other than "not found" (e.g. a permission problem on a parent) is not proof
-    // that the file is gone: keep it.
-    const bool exists = fs::exists(fs::path(path), ec);
-    if (!exists && !ec) missing.push_back(path);
+    if (is_gone_from_disk(path)) missing.push_back(path);
   }
   std::sort(missing.begin(), missing.end());
   remove_paths(model_id, missing);
