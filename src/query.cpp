@@ -7,6 +7,7 @@
 
 #include "mmsearch/error.h"
 #include "mmsearch/indexer.h"
+#include "mmsearch/scope_model.h"
 
 namespace fs = std::filesystem;
 
@@ -40,11 +41,7 @@ torch::Tensor normalized(const torch::Tensor& t) {
 
 void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
                              const std::string& model_id) {
-  std::string others;
-  for (const auto& usage : store.models_in_scope(scope)) {
-    others += (others.empty() ? "" : ", ") + usage.model_id + " (" +
-              std::to_string(usage.file_count) + " files)";
-  }
+  const std::string others = describe_usages(store.models_in_scope(scope));
   throw Error(ErrorKind::kIndex, scope.string() + " holds no vectors of " + model_id +
                                      (others.empty() ? std::string("; it has not been indexed")
                                                      : "; it was indexed with " + others));

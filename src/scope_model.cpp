@@ -13,6 +13,15 @@ std::string model_name_of(const std::string& model_id) {
   return model_id.substr(0, model_id.find('@'));
 }
 
+std::string describe_usages(const std::vector<ModelUsage>& usages) {
+  std::string list;
+  for (const auto& usage : usages) {
+    list += (list.empty() ? "" : ", ") + usage.model_id + " (" + std::to_string(usage.file_count) +
+            " files)";
+  }
+  return list;
+}
+
 ScopeModel resolve_scope_model(const IndexStore& store, const fs::path& scope,
                                const std::vector<fs::path>& search_path,
                                const std::string& requested) {

@@ -22,13 +22,6 @@ namespace {
   throw Error(ErrorKind::kModel, where.string() + ": " + what);
 }
 
-bool blank(const std::string& s) {
-  for (unsigned char c : s) {
-    if (!(c == ' ' || (c >= 0x09 && c <= 0x0D))) return false;
-  }
-  return true;
-}
-
 // One finished-hypothesis list (transformers 4.33 BeamHypotheses, early_stopping=False).
 struct Hyps {
   int n;
@@ -66,6 +59,11 @@ struct Hyps {
 };
 
 }  // namespace
+
+bool is_blank_text(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](unsigned char c) { return c == ' ' || (c >= 0x09 && c <= 0x0D); });
+}
 
 struct Translator::Impl {
   fs::path dir;
@@ -327,7 +325,7 @@ std::vector<Translation> Translator::translate_detailed(const std::vector<std::s
   std::vector<size_t> todo;
   for (size_t i = 0; i < texts.size(); ++i) {
     out[i].source = texts[i];
-    if (blank(texts[i])) continue;  // empty / blank captions: "" without running the model
+    if (is_blank_text(texts[i])) continue;  // empty / blank captions: "" without running the model
     bool cut = false;
     out[i].source_ids = impl_->tok->encode(texts[i], false, true, &cut);
     out[i].truncated = cut;

@@ -25,10 +25,6 @@ bool is_language_code(const std::string& lang) {
                      [](unsigned char c) { return std::isalnum(c) || c == '_'; });
 }
 
-bool is_blank(const std::string& text) {
-  return std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); });
-}
-
 // The bundle to locate: the one named, else opus-mt-<lang>-en.
 std::string bundle_name(const TranslationRequest& request) {
   const std::string& lang = request.source_lang;
@@ -121,7 +117,7 @@ CachedTranslations translate_cached(const IndexStore& store, const std::string& 
   std::vector<std::string> wanted;
   std::unordered_set<std::string> seen;
   for (const auto& text : texts) {
-    if (!is_blank(text) && seen.insert(text).second) wanted.push_back(text);
+    if (!is_blank_text(text) && seen.insert(text).second) wanted.push_back(text);
   }
   CachedTranslations result;
   result.english = store.find_translations(translator_id, wanted);

@@ -32,6 +32,9 @@ struct ScopeModel {
 // The name part of an identity: "blip-base@3fa94c1d" -> "blip-base".
 std::string model_name_of(const std::string& model_id);
 
+// "blip-base@3fa94c1d (12 files), blip2-vitL@90ab12cd (3 files)", for messages.
+std::string describe_usages(const std::vector<ModelUsage>& usages);
+
 // Resolves the model for `scope`. With `requested` (a bundle name or folder) that bundle is
 // used; without, the model that indexed most files under the scope. Throws Error(kModel) only
 // when a requested bundle can't be found or opened; every other outcome is a Status.

@@ -52,6 +52,9 @@ struct TranslatorManifest {
   std::string decoder_module = "decoder.pt";
 };
 
+// True for a text of nothing but ASCII whitespace: it is translated to "" without the model.
+bool is_blank_text(std::string_view text);
+
 // MarianTokenizer (transformers 4.33) on top of the two sentencepiece models.
 class MarianTokenizer {
  public:

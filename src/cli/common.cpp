@@ -120,19 +120,6 @@ std::unique_ptr<Encoder> open_encoder(const GlobalOptions& global, Bundle bundle
   return std::make_unique<Encoder>(std::move(bundle), parse_inference_dtype(global.dtype));
 }
 
-namespace {
-
-std::string usage_list(const std::vector<ModelUsage>& usages) {
-  std::string list;
-  for (const auto& usage : usages) {
-    list += (list.empty() ? "" : ", ") + usage.model_id + " (" + std::to_string(usage.file_count) +
-            " files)";
-  }
-  return list;
-}
-
-}  // namespace
-
 Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, const fs::path& scope,
                         const std::string& requested) {
   const std::string where = normalize_index_path(scope);
@@ -154,7 +141,7 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, co
     case ScopeModel::Status::kNotIndexed:
       throw Error(ErrorKind::kIndex, where + " has not been indexed; run: " + reindex);
     case ScopeModel::Status::kNotIndexedWithModel:
-      throw Error(ErrorKind::kIndex, where + " was indexed with " + usage_list(model.usages) +
+      throw Error(ErrorKind::kIndex, where + " was indexed with " + describe_usages(model.usages) +
                                          ", not with " + model.name + "; query with --model " +
                                          model_name_of(model.usages.front().model_id) +
                                          " or run: " + reindex);
