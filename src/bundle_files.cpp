@@ -60,7 +60,8 @@ ManifestFile read_manifest_file(const fs::path& dir) {
   }
   const json& j = file.json;
   if (!j.is_object()) bad_manifest(path, "not a JSON object");
-  const std::string format = j.value("format", "");
+  const std::string format =
+      j.contains("format") && j["format"].is_string() ? j["format"].get<std::string>() : "";
   if (format != "mmsearch-bundle") {
     bad_manifest(path, "'format' is '" + format + "', expected 'mmsearch-bundle'");
   }

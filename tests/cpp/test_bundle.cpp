@@ -7,19 +7,16 @@
 #include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/hash.h"
+#include "test_dirs.h"
 
 namespace fs = std::filesystem;
 using mmsearch::Bundle;
 using mmsearch::Error;
 using mmsearch::ErrorKind;
+using mmsearch::test_support::write_file;
 using nlohmann::json;
 
 namespace {
-
-void write_file(const fs::path& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary);
-  out << content;
-}
 
 json valid_manifest() {
   return json::parse(R"({
@@ -122,6 +119,24 @@ TEST_F(BundleTest, UnknownFamilyOrScoreRuleMakesTheBundleInvalid) {
   json marian = valid_manifest();
   marian["family"] = "marian";
   EXPECT_THROW(Bundle::open(make_bundle("marian", marian)), Error);
+}
+
+TEST_F(BundleTest, WrongTypesInTheCommonFieldsAreModelErrors) {
+  // A hostile or broken manifest is an invalid bundle naming the file, never a JSON type error
+  // escaping as an internal error.
+  for (const char* field : {"format", "format_version", "family", "name", "files"}) {
+    const fs::path dir = make_bundle(std::string("typed-") + field, valid_manifest());
+    json manifest = valid_manifest();
+    manifest[field] = json::array({1, 2});
+    write_file(dir / "mmsearch.json", manifest.dump(2));
+    try {
+      Bundle::open(dir);
+      FAIL() << "expected an error for " << field;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kModel) << field << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("mmsearch.json"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST_F(BundleTest, NewerFormatVersionIsRefused) {
