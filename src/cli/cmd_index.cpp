@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -13,6 +14,8 @@
 #include "mmsearch/scope_model.h"
 #include "progress.h"
 #include "translation_hook.h"
+
+namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
 
@@ -39,6 +42,8 @@ nlohmann::json summary_json(const IndexSummary& summary) {
 namespace {
 
 PruneReport prune(const GlobalOptions& global) {
+  std::error_code ec;
+  if (!fs::exists(default_index_path(), ec)) return {};  // nothing stored, nothing to create
   IndexStore store(default_index_path());
   return prune_stale_models(store, discover_bundles(model_search_path(global.models_dir), false));
 }

@@ -37,7 +37,9 @@ Command register_tokenize(CLI::App& root, GlobalOptions& global) {
   return {app, [&global, options]() {
             append_texts_from_file(options->from_file, options->texts);
             if (options->texts.empty()) {
-              throw Error(ErrorKind::kUsage, "give at least one text, or --from-file FILE");
+              throw Error(ErrorKind::kUsage, options->from_file.empty()
+                                                 ? "give at least one text, or --from-file FILE"
+                                                 : options->from_file + " holds no text");
             }
             // Only the manifest and vocab are needed: no TorchScript module is loaded.
             Encoder encoder(open_bundle(global, options->model));

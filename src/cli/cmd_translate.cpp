@@ -50,7 +50,9 @@ Command register_translate(CLI::App& root, GlobalOptions& global) {
   return {app, [&global, options]() {
             append_texts_from_file(options->from_file, options->texts);
             if (options->texts.empty()) {
-              throw Error(ErrorKind::kUsage, "give at least one text, or --from-file FILE");
+              throw Error(ErrorKind::kUsage, options->from_file.empty()
+                                                 ? "give at least one text, or --from-file FILE"
+                                                 : options->from_file + " holds no text");
             }
             const auto dir =
                 Translator::locate(options->model, model_search_path(global.models_dir));
