@@ -29,6 +29,10 @@ struct IndexStore::Impl {
 
   std::string where(const std::string& what) const { return db.where(what); }
 
+  // Fills `file` (state and category already set) with the captions and vectors of row
+  // file_id (store_queries.cpp).
+  void read_captions_and_vectors(std::int64_t file_id, IndexedFile& file) const;
+
   // models.id of a model id, nullopt when the store does not hold it. Looked up on every call
   // rather than cached: another process may remove a model (and SQLite may then hand its id to
   // a new one), and a stale id would mix two models' vectors. The lookup costs microseconds.

@@ -37,6 +37,36 @@ FileState file_state(const sqlite::Statement& q, int first_column) {
 
 }  // namespace
 
+// Fills `file` (state and category already set) with the captions and vectors of row file_id.
+void IndexStore::Impl::read_captions_and_vectors(std::int64_t file_id, IndexedFile& file) const {
+  const Impl& s = *this;
+  const char* what = "read file record";
+  sqlite::Statement captions(
+      s.db, "SELECT caption, caption_en FROM captions WHERE file_id = ?1 ORDER BY caption_index",
+      what);
+  captions.bind(1, file_id);
+  while (captions.step()) file.captions.push_back({captions.text(0), captions.text(1)});
+  sqlite::Statement vectors(s.db,
+                            "SELECT kind, caption_index, rows, cols, data FROM vectors "
+                            "WHERE file_id = ?1 ORDER BY kind, caption_index",
+                            what);
+  vectors.bind(1, file_id);
+  while (vectors.step()) {
+    StoredVectors v;
+    v.kind = vector_kind_from_string(vectors.text(0));
+    v.caption_index = static_cast<int>(vectors.int64(1));
+    v.rows = static_cast<int>(vectors.int64(2));
+    v.cols = static_cast<int>(vectors.int64(3));
+    const std::size_t n = static_cast<std::size_t>(v.rows) * v.cols;
+    if (vectors.bytes(4) != n * sizeof(float)) {
+      throw Error(ErrorKind::kIndex, s.where("vectors of " + file.state.path + " are corrupt"));
+    }
+    v.values.resize(n);
+    if (n > 0) std::memcpy(v.values.data(), vectors.blob(4), n * sizeof(float));
+    file.vectors.push_back(std::move(v));
+  }
+}
+
 std::optional<FileState> IndexStore::find_file(const std::string& model_id,
                                                const std::filesystem::path& path) const {
   const Impl& s = *impl_;
@@ -83,35 +113,51 @@ std::optional<IndexedFile> IndexStore::find_by_content_hash(const std::string& m
                       what);
   q.bind(1, *model).bind(2, content_hash).bind(3, size);
   if (!q.step()) return std::nullopt;
-  const std::int64_t file_id = q.int64(0);
   IndexedFile file;
   file.state = file_state(q, 1);
   file.category = q.text(5);
-  sqlite::Statement captions(
-      s.db, "SELECT caption, caption_en FROM captions WHERE file_id = ?1 ORDER BY caption_index",
-      what);
-  captions.bind(1, file_id);
-  while (captions.step()) file.captions.push_back({captions.text(0), captions.text(1)});
-  sqlite::Statement vectors(s.db,
-                            "SELECT kind, caption_index, rows, cols, data FROM vectors "
-                            "WHERE file_id = ?1 ORDER BY kind, caption_index",
-                            what);
-  vectors.bind(1, file_id);
-  while (vectors.step()) {
-    StoredVectors v;
-    v.kind = vector_kind_from_string(vectors.text(0));
-    v.caption_index = static_cast<int>(vectors.int64(1));
-    v.rows = static_cast<int>(vectors.int64(2));
-    v.cols = static_cast<int>(vectors.int64(3));
-    const std::size_t n = static_cast<std::size_t>(v.rows) * v.cols;
-    if (vectors.bytes(4) != n * sizeof(float)) {
-      throw Error(ErrorKind::kIndex, s.where("vectors of " + file.state.path + " are corrupt"));
-    }
-    v.values.resize(n);
-    if (n > 0) std::memcpy(v.values.data(), vectors.blob(4), n * sizeof(float));
-    file.vectors.push_back(std::move(v));
-  }
+  s.read_captions_and_vectors(q.int64(0), file);
   return file;
+}
+
+void IndexStore::visit_files(const std::string& model_id, const std::filesystem::path& scope,
+                             std::size_t batch_size,
+                             const std::function<void(std::vector<IndexedFile>&)>& visit) const {
+  const Impl& s = *impl_;
+  const auto model = s.model_row(model_id);
+  if (!model || batch_size == 0) return;
+  // Keyset pagination on the (model, path) index: each page starts after the last path seen,
+  // so no page re-reads earlier rows (OFFSET would) and memory holds one page.
+  sqlite::Statement q(s.db,
+                      std::string("SELECT f.id, f.path, f.size, f.mtime_ns, f.content_hash, "
+                                  "f.category FROM files f WHERE f.model = ?1 AND ") +
+                          kScopeClause + " AND f.path > ?5 ORDER BY f.path LIMIT ?6",
+                      "visit files");
+  std::string after;
+  while (true) {
+    q.reset();
+    q.bind(1, *model);
+    bind_scope(q, scope_range(scope));
+    q.bind(5, after).bind(6, static_cast<std::int64_t>(batch_size));
+    std::vector<std::pair<std::int64_t, IndexedFile>> rows;
+    while (q.step()) {
+      IndexedFile file;
+      file.state = file_state(q, 1);
+      file.category = q.text(5);
+      rows.emplace_back(q.int64(0), std::move(file));
+    }
+    if (rows.empty()) return;
+    after = rows.back().second.state.path;
+    std::vector<IndexedFile> batch;
+    batch.reserve(rows.size());
+    for (auto& [id, file] : rows) {
+      s.read_captions_and_vectors(id, file);
+      batch.push_back(std::move(file));
+    }
+    const bool last = batch.size() < batch_size;
+    visit(batch);
+    if (last) return;
+  }
 }
 
 std::vector<FileListing> IndexStore::list_files(const std::string& model_id,

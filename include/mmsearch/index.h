@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -198,6 +199,14 @@ class IndexStore {
   std::optional<IndexedFile> find_by_content_hash(const std::string& model_id,
                                                   const std::string& content_hash,
                                                   std::int64_t size) const;
+
+  // Every file of `model_id` under `scope` with its captions and all its vectors (as
+  // upsert_batch() took them), ordered by path, handed to `visit` `batch_size` files at a time:
+  // memory stays bounded by one batch however large the scope. `visit` may move the files out.
+  // For exporting a store (mmsearch export-vectors) or copying it elsewhere.
+  void visit_files(const std::string& model_id, const std::filesystem::path& scope,
+                   std::size_t batch_size,
+                   const std::function<void(std::vector<IndexedFile>& batch)>& visit) const;
 
   // The files of `model_id` under `scope`, ordered by path, with their captions.
   std::vector<FileListing> list_files(const std::string& model_id,
