@@ -151,6 +151,12 @@ std::vector<torch::IValue> Encoder::run(torch::jit::Module& module,
   return std::vector<torch::IValue>(elements.begin(), elements.end());
 }
 
+void Encoder::load_modules(bool image, bool text, bool multimodal) {
+  if (image) module("image.pt", image_module_);
+  if (text) module("text.pt", text_module_);
+  if (multimodal) module("multimodal.pt", multimodal_module_);
+}
+
 ImageOutputs Encoder::encode_image(const torch::Tensor& pixels) {
   c10::InferenceMode guard;
   auto outputs =

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <unordered_set>
 
 #include "mmsearch/error.h"
@@ -47,79 +48,77 @@ void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
                                                      : "; it was indexed with " + others));
 }
 
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+}  // namespace
+
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options) {
   if (terms.empty()) throw Error(ErrorKind::kUsage, "a query needs at least one text or image");
   const Manifest& manifest = encoder.manifest();
   const std::string model_id = encoder.bundle().identity();
   const fs::path scope = normalize_index_path(options.scope);
+  QueryResult result;
+  result.model_id = model_id;
+  QueryPhases& phases = result.phases;
 
-  LoadedVectors items = store.load_vectors(model_id, scope, stored_kind_for(options.against));
-  if (items.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
+  bool has_text = false, has_image = false;
+  for (const auto& term : terms) (term.kind == QueryTerm::Kind::kText ? has_text : has_image) = true;
+  auto started = std::chrono::steady_clock::now();
+  encoder.load_modules(has_image || options.rerank > 0, has_text,
+                       options.rerank > 0 && manifest.itm);
+  phases.load_ms = ms_since(started);
 
-  // Mean-of-queries items are reduced once, not per term.
-  std::optional<Embeddings> reduced_items;
-  auto items_for = [&](ScoreRule rule) -> const Embeddings& {
-    if (rule != ScoreRule::kMeanOfQueries) return items.embeddings;
-    if (!reduced_items) reduced_items = mean_of_queries(items.embeddings);
-    return *reduced_items;
-  };
-
-  std::vector<WeightedScores> weighted;
-  std::vector<std::string> query_images;
-  std::optional<std::size_t> rerank_term;  // index into weighted / terms
-  for (const auto& term : terms) {
-    Embeddings query;
+  SearchRequest request;
+  request.kind = stored_kind_for(options.against);
+  request.k = options.rerank > 0 ? std::max<std::int64_t>(options.rerank, options.k) : options.k;
+  request.threshold = options.threshold;
+  request.exact = options.exact;
+  request.max_rescored = options.max_rescored;
+  std::optional<std::size_t> rerank_term;  // index into terms
+  for (std::size_t t = 0; t < terms.size(); ++t) {
+    const QueryTerm& term = terms[t];
+    SearchTerm search_term;
+    search_term.weight = term.weight;
+    Embeddings& query = search_term.query;
     ScoreRule rule = ScoreRule::kCls;
     if (term.kind == QueryTerm::Kind::kText) {
+      started = std::chrono::steady_clock::now();
       const TextBatch tokens = encoder.tokenize({term.value}, manifest.text.max_tokens);
+      phases.tokenize_ms += ms_since(started);
+      started = std::chrono::steady_clock::now();
       const TextOutputs text = encoder.encode_text(tokens);
+      phases.forward_ms += ms_since(started);
       if (options.against == Against::kMultimodal) {
         query = one_item(normalized(text.text_embeds[0].slice(0, 0, 1)));
       } else {
         query = one_item(text.text_embeds_proj[0].slice(0, 0, 1));
-        rule = query_rule(manifest, true, stored_kind_for(options.against));
+        rule = query_rule(manifest, true, request.kind);
       }
-      if (!rerank_term && term.weight > 0) rerank_term = weighted.size();
+      if (!rerank_term && term.weight > 0) rerank_term = t;
     } else {
-      query_images.push_back(normalize_index_path(term.value));
+      request.excluded_paths.push_back(normalize_index_path(term.value));
+      started = std::chrono::steady_clock::now();
       const RgbImage decoded = decode_image(term.value, options.decode);
       const ImageOutputs image = encoder.encode_image(encoder.preprocess({decoded}));
+      phases.forward_ms += ms_since(started);
       if (options.against == Against::kMultimodal) {
         query = from_stored(
             summary_vectors(manifest, image.image_embeds, 0, VectorKind::kImageEmbed, -1));
       } else {
         query = from_stored(image_proj_vectors(manifest, image.image_embeds_proj, 0));
-        rule = query_rule(manifest, false, stored_kind_for(options.against));
+        rule = query_rule(manifest, false, request.kind);
       }
     }
     if (rule == ScoreRule::kMeanOfQueries) query = mean_of_queries(query);
-    weighted.push_back({score_items(query, items_for(rule), rule), term.weight});
+    search_term.rule = rule;
+    request.terms.push_back(std::move(search_term));
   }
-  const std::vector<float> scores = fuse_scores(weighted);
-
-  // An image given as the query never comes back as its own result.
-  std::vector<std::int64_t> excluded;
-  const std::unordered_set<std::string> query_paths(query_images.begin(), query_images.end());
-  for (std::size_t i = 0; i < items.owners.size(); ++i) {
-    if (query_paths.count(items.owners[i].path)) excluded.push_back(static_cast<std::int64_t>(i));
-  }
-
-  QueryResult result;
-  result.model_id = model_id;
-  result.searched = items.embeddings.count;
-
-  auto make_hit = [&](std::int64_t index, float score) {
-    QueryHit hit;
-    const VectorOwner& owner = items.owners[index];
-    hit.score = score;
-    hit.path = owner.path;
-    hit.caption = owner.caption;
-    hit.caption_en = owner.caption_en;
-    hit.category = owner.category;
-    return hit;
-  };
-
   if (options.rerank > 0) {
     if (options.against != Against::kImage || !rerank_term) {
       throw Error(ErrorKind::kUsage, "re-ranking needs a text term searched against images");
@@ -128,19 +127,43 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
       throw Error(ErrorKind::kUsage,
                   "re-ranking needs a model with an ITM head; " + manifest.name + " has none");
     }
+  }
+
+  started = std::chrono::steady_clock::now();
+  const SearchResult found = store.search(model_id, scope, request);
+  phases.search_ms = ms_since(started);
+  result.searched = found.searched;
+  result.rescored = found.rescored;
+  result.proven_exact = found.proven_exact;
+  if (found.searched == 0) {
+    // Nothing to score: not indexed with this model, unless the query images were all it held.
+    bool indexed = false;
+    for (const ModelUsage& usage : store.models_in_scope(scope)) indexed |= usage.model_id == model_id;
+    if (!indexed) throw_scope_not_indexed(store, scope, model_id);
+  }
+
+  auto make_hit = [](const SearchMatch& match, float score) {
+    QueryHit hit;
+    hit.score = score;
+    hit.path = match.owner.path;
+    hit.caption = match.owner.caption;
+    hit.caption_en = match.owner.caption_en;
+    hit.category = match.owner.category;
+    return hit;
+  };
+
+  if (options.rerank > 0) {
     // LAVIS evaluation: the top candidates by ITC are re-scored as ITM logit + ITC similarity,
     // reading the candidate images again (their vision tokens are not stored).
-    const auto candidates = top_k(scores, std::max<std::int64_t>(options.rerank, options.k),
-                                  options.threshold, excluded);
-    const std::vector<float>& itc = weighted[*rerank_term].scores;
+    started = std::chrono::steady_clock::now();
     const std::string& text = terms[*rerank_term].value;
     std::vector<QueryHit> hits;
     std::vector<RgbImage> images;
-    std::vector<std::int64_t> decoded;
-    for (const auto& candidate : candidates) {
+    std::vector<const SearchMatch*> decoded;
+    for (const SearchMatch& candidate : found.matches) {
       try {
-        images.push_back(decode_image(items.owners[candidate.index].path, options.decode));
-        decoded.push_back(candidate.index);
+        images.push_back(decode_image(candidate.owner.path, options.decode));
+        decoded.push_back(&candidate);
       } catch (const Error&) {
         // A photo that vanished or broke since indexing keeps its ITC rank below the others.
       }
@@ -155,9 +178,10 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
       const MultimodalOutputs mm = encoder.encode_multimodal(image.vision_tokens, pairs);
       for (std::size_t i = 0; i < decoded.size(); ++i) {
         const float itm = mm.itm_logits[static_cast<std::int64_t>(i)][1].item<float>();
-        QueryHit hit = make_hit(decoded[i], itm + itc[decoded[i]]);
+        const float itc = decoded[i]->term_scores[*rerank_term];
+        QueryHit hit = make_hit(*decoded[i], itm + itc);
         hit.itm_score = itm;
-        hit.itc_score = itc[decoded[i]];
+        hit.itc_score = itc;
         hits.push_back(std::move(hit));
       }
     }
@@ -165,10 +189,9 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
                      [](const QueryHit& a, const QueryHit& b) { return a.score > b.score; });
     if (static_cast<std::int64_t>(hits.size()) > options.k) hits.resize(options.k);
     result.hits = std::move(hits);
+    phases.rerank_ms = ms_since(started);
   } else {
-    for (const auto& hit : top_k(scores, options.k, options.threshold, excluded)) {
-      result.hits.push_back(make_hit(hit.index, hit.score));
-    }
+    for (const SearchMatch& match : found.matches) result.hits.push_back(make_hit(match, match.score));
   }
   for (std::size_t i = 0; i < result.hits.size(); ++i)
     result.hits[i].rank = static_cast<int>(i) + 1;

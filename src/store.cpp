@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <system_error>
 
+#include "mmsearch/segment.h"
+
 #include "mmsearch/index.h"
 #include "store_impl.h"
 
@@ -12,7 +14,9 @@ namespace fs = std::filesystem;
 IndexStore::IndexStore(const std::filesystem::path& path, Mode mode, int busy_timeout_ms)
     : impl_(std::make_unique<Impl>(
           store_schema::open_database(path, mode == Mode::kReadOnly, busy_timeout_ms),
-          mode == Mode::kReadOnly)) {}
+          mode == Mode::kReadOnly)) {
+  impl_->recover_segments();
+}
 
 IndexStore::~IndexStore() = default;
 IndexStore::IndexStore(IndexStore&&) noexcept = default;
@@ -51,66 +55,95 @@ void validate(const IndexedFile& file) {
 void IndexStore::upsert_batch(const std::string& model_id, const std::vector<IndexedFile>& files) {
   for (const IndexedFile& file : files) validate(file);
   Impl& s = *impl_;
-  s.write_transaction("write batch", [&] {
-    const std::int64_t model = s.ensure_model_row(model_id);
-    // Deleting first lets the cascade drop old captions and vectors, so an upsert leaves
-    // exactly what it was given.
-    sqlite::Statement remove(s.db, "DELETE FROM files WHERE model = ?1 AND path = ?2", "write");
-    sqlite::Statement insert(s.db,
-                             "INSERT INTO files (model, path, size, mtime_ns, content_hash, "
-                             "category, indexed_at) "
-                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))",
-                             "write");
-    sqlite::Statement caption(s.db,
-                              "INSERT INTO captions (file_id, caption_index, caption, caption_en) "
-                              "VALUES (?1, ?2, ?3, ?4)",
-                              "write");
-    sqlite::Statement vectors(s.db,
-                              "INSERT INTO vectors (file_id, caption_index, kind, rows, cols, "
-                              "data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                              "write");
-    for (const IndexedFile& file : files) {
-      const std::string path = normalize_index_path(file.state.path);
-      remove.bind(1, model).bind(2, path).run();
-      insert.bind(1, model)
-          .bind(2, path)
-          .bind(3, file.state.size)
-          .bind(4, file.state.mtime_ns)
-          .bind(5, file.state.content_hash)
-          .bind(6, file.category)
-          .run();
-      const std::int64_t file_id = s.db.last_insert_rowid();
-      for (std::size_t c = 0; c < file.captions.size(); ++c) {
-        caption.bind(1, file_id)
-            .bind(2, static_cast<std::int64_t>(c))
-            .bind(3, file.captions[c].text);
-        if (file.captions[c].text_en.empty()) {
-          caption.bind_null(4);
-        } else {
-          caption.bind(4, file.captions[c].text_en);
-        }
-        caption.run();
-      }
-      for (const StoredVectors& v : file.vectors) {
-        vectors.bind(1, file_id)
-            .bind(2, static_cast<std::int64_t>(v.caption_index))
-            .bind(3, std::string(to_string(v.kind)))
-            .bind(4, static_cast<std::int64_t>(v.rows))
-            .bind(5, static_cast<std::int64_t>(v.cols))
-            .bind_blob(6, v.values.data(), v.values.size() * sizeof(float))
-            .run();
-      }
-    }
+  // Row r of the batch's segment is the r-th file by path, so a segment reads in path order.
+  std::vector<IndexedFile> normalized;
+  normalized.reserve(files.size());
+  std::vector<const IndexedFile*> sorted;
+  for (const IndexedFile& file : files) sorted.push_back(&file);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const IndexedFile* a, const IndexedFile* b) {
+    return normalize_index_path(a->state.path) < normalize_index_path(b->state.path);
   });
+  std::vector<std::string> paths;
+  for (const IndexedFile* file : sorted) paths.push_back(normalize_index_path(file->state.path));
+  std::int64_t model = 0;
+  std::vector<fs::path> written;
+  try {
+    s.write_transaction("write batch", [&] {
+      model = s.ensure_model_row(model_id);
+      std::optional<std::int64_t> segment;
+      if (s.has_segments()) segment = s.write_segment(model, model_id, sorted, {}, written);
+      // Deleting first lets the cascade drop old captions (and the trigger release the old
+      // segment row), so an upsert leaves exactly what it was given.
+      sqlite::Statement remove(s.db, "DELETE FROM files WHERE model = ?1 AND path = ?2", "write");
+      sqlite::Statement insert(s.db,
+                               "INSERT INTO files (model, path, size, mtime_ns, content_hash, "
+                               "category, indexed_at, segment_id, segment_row) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'), ?7, ?8)",
+                               "write");
+      sqlite::Statement insert_v2(s.db,
+                                  "INSERT INTO files (model, path, size, mtime_ns, content_hash, "
+                                  "category, indexed_at) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))",
+                                  "write");
+      sqlite::Statement caption(s.db,
+                                "INSERT INTO captions (file_id, caption_index, caption, caption_en) "
+                                "VALUES (?1, ?2, ?3, ?4)",
+                                "write");
+      for (std::size_t r = 0; r < sorted.size(); ++r) {
+        const IndexedFile& file = *sorted[r];
+        remove.bind(1, model).bind(2, paths[r]).run();
+        sqlite::Statement& row = s.has_segments() ? insert : insert_v2;
+        row.bind(1, model)
+            .bind(2, paths[r])
+            .bind(3, file.state.size)
+            .bind(4, file.state.mtime_ns)
+            .bind(5, file.state.content_hash)
+            .bind(6, file.category);
+        if (s.has_segments()) {
+          if (segment && !file.vectors.empty()) {
+            row.bind(7, *segment).bind(8, static_cast<std::int64_t>(r));
+          } else {
+            row.bind_null(7).bind_null(8);
+          }
+        }
+        row.run();
+        const std::int64_t file_id = s.db.last_insert_rowid();
+        for (std::size_t c = 0; c < file.captions.size(); ++c) {
+          caption.bind(1, file_id)
+              .bind(2, static_cast<std::int64_t>(c))
+              .bind(3, file.captions[c].text);
+          if (file.captions[c].text_en.empty()) {
+            caption.bind_null(4);
+          } else {
+            caption.bind(4, file.captions[c].text_en);
+          }
+          caption.run();
+        }
+      }
+    });
+  } catch (...) {
+    // The transaction rolled back: nothing names the new segment.
+    for (const fs::path& p : written) {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+    throw;
+  }
+  s.after_write(model, model_id);
 }
+
+void IndexStore::set_vector_encoding(VectorEncoding encoding) { impl_->encoding = encoding; }
+
+VectorEncoding IndexStore::vector_encoding() const { return impl_->encoding; }
 
 std::int64_t IndexStore::remove_paths(const std::string& model_id,
                                       const std::vector<std::string>& paths) {
   Impl& s = *impl_;
   std::int64_t removed = 0;
   if (paths.empty()) return 0;
+  std::optional<std::int64_t> model;
   s.write_transaction("remove files", [&] {
-    const auto model = s.model_row(model_id);
+    model = s.model_row(model_id);
     if (!model) return;
     sqlite::Statement remove(s.db, "DELETE FROM files WHERE model = ?1 AND path = ?2",
                              "remove files");
@@ -119,6 +152,7 @@ std::int64_t IndexStore::remove_paths(const std::string& model_id,
       removed += s.db.changes();
     }
   });
+  if (model && removed > 0) s.after_write(*model, model_id);
   return removed;
 }
 
@@ -137,6 +171,7 @@ RemovedRows IndexStore::remove_model(const std::string& model_id) {
   Impl& s = *impl_;
   RemovedRows removed;
   const std::string what = "remove model " + model_id;
+  std::vector<fs::path> segment_files;
   s.write_transaction(what, [&] {
     const auto model = s.model_row(model_id);
     if (!model) return;
@@ -151,10 +186,43 @@ RemovedRows IndexStore::remove_model(const std::string& model_id) {
     count.bind(1, *model);
     if (count.step()) removed = {count.int64(0), count.int64(1), count.int64(2)};
     count.reset();
-    // Files, and with them captions and vectors, cascade from the model row.
+    if (s.has_segments()) {
+      // Vector blocks in segments: the entries of the rows live files still use.
+      sqlite::Statement segments(s.db, "SELECT id, file_name FROM segments WHERE model = ?1", what);
+      sqlite::Statement live(s.db, "SELECT segment_row FROM files WHERE segment_id = ?1", what);
+      segments.bind(1, *model);
+      while (segments.step()) {
+        segment_files.push_back(s.segments_dir() / segments.text(1));
+        const auto segment = s.segment(segments.text(1));
+        std::vector<char> used(segment->header().items, 0);
+        live.bind(1, segments.int64(0));
+        while (live.step()) {
+          const std::int64_t row = live.int64(0);
+          if (row >= 0 && row < static_cast<std::int64_t>(used.size())) used[row] = 1;
+        }
+        live.reset();
+        for (const SegmentKind& k : segment->header().kinds) {
+          const SegmentArray& owners = *segment->header().find_array(segment_array_name(k.kind, "owner"));
+          segment->verify_rows(owners, 0, owners.rows);
+          const auto* pairs = reinterpret_cast<const std::int32_t*>(segment->data(owners));
+          for (std::int64_t e = 0; e < owners.rows; ++e) {
+            if (pairs[2 * e] >= 0 && pairs[2 * e] < static_cast<std::int64_t>(used.size()) &&
+                used[pairs[2 * e]]) {
+              ++removed.vectors;
+            }
+          }
+        }
+      }
+    }
+    // Files (with captions and vectors) and segments cascade from the model row.
     sqlite::Statement remove(s.db, "DELETE FROM models WHERE id = ?1", what);
     remove.bind(1, *model).run();
   });
+  // The segment files go once nothing names them; their space comes back at once.
+  for (const fs::path& p : segment_files) {
+    std::error_code ec;
+    fs::remove(p, ec);
+  }
   return removed;
 }
 

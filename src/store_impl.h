@@ -4,16 +4,43 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
+#include "mmsearch/segment.h"
 #include "sqlite_db.h"
 #include "store_schema.h"
 
 namespace mmsearch {
+
+// The half-open range of stored paths under a scope: [scope + "/", scope + "0"), since '0' is
+// the byte after '/'. Byte-wise (BINARY) comparison makes this exact: "/a/b" never matches
+// "/a/bc" or "/a/b-c", and no LIKE wildcard or case folding gets in the way. The scope's own
+// path matches too (a scope may be a single file).
+struct ScopeRange {
+  std::string exact;
+  std::string low;
+  std::string high;
+};
+
+inline ScopeRange scope_range(const std::filesystem::path& scope) {
+  std::string s = normalize_index_path(scope);
+  if (s == "/") return {s, "/", "0"};
+  return {s, s + "/", s + "0"};
+}
+
+// Matches the files f under a scope bound as ?2, ?3, ?4 by bind_scope().
+constexpr const char* kScopeClause = "(f.path = ?2 OR (f.path >= ?3 AND f.path < ?4))";
+
+inline void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
+  q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
+}
+
 
 struct IndexStore::Impl {
   Impl(store_schema::OpenedDatabase opened, bool opened_read_only)
@@ -27,7 +54,42 @@ struct IndexStore::Impl {
   int schema_version = 0;
   bool has_translations = false;
 
+  // Writes of this connection encode vectors so (IndexStore::set_vector_encoding).
+  VectorEncoding encoding = VectorEncoding::kFloat16;
+  // Segments mapped by this connection, by file name: a segment never changes once written,
+  // so a mapping stays valid for as long as anyone holds it, even after the file is deleted.
+  mutable std::map<std::string, std::shared_ptr<const SegmentFile>> mapped_segments;
+
   std::string where(const std::string& what) const { return db.where(what); }
+
+  // The vectors of `kind` still in the BLOB table of a store older than schema 3 (all of
+  // them for a read-only open of such a store), ordered by path (store_queries.cpp).
+  LoadedVectors load_inline_vectors(std::int64_t model_row, const std::filesystem::path& scope,
+                                    VectorKind kind) const;
+
+  // --- segments (store_segments.cpp) ---
+  bool has_segments() const { return schema_version >= 3; }
+  std::filesystem::path segments_dir() const;
+  // The mapped segment `file_name`; throws Error(kIndex) when it is missing or damaged.
+  std::shared_ptr<const SegmentFile> segment(const std::string& file_name) const;
+  std::shared_ptr<const SegmentFile> segment_by_id(std::int64_t segment_id) const;
+  // Writes one segment holding the vectors of `files` (row r = files[r]) and its row; inside
+  // the caller's write transaction. Returns the segment id, or nullopt when no file has
+  // vectors. The file is removed again if the transaction does not commit (see
+  // PendingSegments).
+  std::optional<std::int64_t> write_segment(std::int64_t model, const std::string& model_id,
+                                            const std::vector<const IndexedFile*>& files,
+                                            const std::map<VectorKind, VectorEncoding>& encodings,
+                                            std::vector<std::filesystem::path>& written);
+  // The vectors of one file from its segment row, as upsert_batch took them (decoded).
+  void read_segment_vectors(std::int64_t segment_id, std::int64_t row,
+                            std::vector<StoredVectors>& out) const;
+  // After a write: deletes segments no live file uses any more, then merges small or mostly
+  // dead segments of `model` (tiered, bounded in size).
+  void after_write(std::int64_t model, const std::string& model_id);
+  // Read-write open: deletes segment files no committed row names (a crash between writing
+  // a segment and committing it), and moves vectors still in the old BLOB table.
+  void recover_segments();
 
   // Fills `file` (state and category already set) with the captions and vectors of row
   // file_id (store_queries.cpp).

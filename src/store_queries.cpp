@@ -7,29 +7,6 @@
 namespace mmsearch {
 namespace {
 
-// The half-open range of stored paths under a scope: [scope + "/", scope + "0"), since '0' is
-// the byte after '/'. Byte-wise (BINARY) comparison makes this exact: "/a/b" never matches
-// "/a/bc" or "/a/b-c", and no LIKE wildcard or case folding gets in the way. The scope's own
-// path matches too (a scope may be a single file).
-struct ScopeRange {
-  std::string exact;
-  std::string low;
-  std::string high;
-};
-
-ScopeRange scope_range(const std::filesystem::path& scope) {
-  std::string s = normalize_index_path(scope);
-  if (s == "/") return {s, "/", "0"};
-  return {s, s + "/", s + "0"};
-}
-
-// Matches the files f under a scope bound as ?2, ?3, ?4 by bind_scope().
-constexpr const char* kScopeClause = "(f.path = ?2 OR (f.path >= ?3 AND f.path < ?4))";
-
-void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
-  q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
-}
-
 FileState file_state(const sqlite::Statement& q, int first_column) {
   return FileState{q.text(first_column), q.int64(first_column + 1), q.int64(first_column + 2),
                    q.text(first_column + 3)};
@@ -46,6 +23,15 @@ void IndexStore::Impl::read_captions_and_vectors(std::int64_t file_id, IndexedFi
       what);
   captions.bind(1, file_id);
   while (captions.step()) file.captions.push_back({captions.text(0), captions.text(1)});
+  if (s.has_segments()) {
+    sqlite::Statement where(s.db, "SELECT segment_id, segment_row FROM files WHERE id = ?1",
+                            what);
+    where.bind(1, file_id);
+    if (where.step() && !where.is_null(0)) {
+      s.read_segment_vectors(where.int64(0), where.int64(1), file.vectors);
+    }
+  }
+  // Vectors a store older than schema 3 kept in its BLOB table, until they are moved.
   sqlite::Statement vectors(s.db,
                             "SELECT kind, caption_index, rows, cols, data FROM vectors "
                             "WHERE file_id = ?1 ORDER BY kind, caption_index",
@@ -190,12 +176,12 @@ std::vector<FileListing> IndexStore::list_files(const std::string& model_id,
   return files;
 }
 
-LoadedVectors IndexStore::load_vectors(const std::string& model_id,
-                                       const std::filesystem::path& scope, VectorKind kind) const {
-  const Impl& s = *impl_;
+LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
+                                                   const std::filesystem::path& scope,
+                                                   VectorKind kind) const {
+  const Impl& s = *this;
   LoadedVectors loaded;
-  const auto model = s.model_row(model_id);
-  if (!model) return loaded;
+  const std::optional<std::int64_t> model = model_row;
   const ScopeRange range = scope_range(scope);
   const std::string kind_name(to_string(kind));
   // Counting first lets the matrix be allocated once: growing a vector of several hundred MB
@@ -259,6 +245,62 @@ LoadedVectors IndexStore::load_vectors(const std::string& model_id,
     owner.caption = q.text(4);
     owner.caption_en = q.text(5);
     loaded.owners.push_back(std::move(owner));
+  }
+  return loaded;
+}
+
+LoadedVectors IndexStore::load_vectors(const std::string& model_id,
+                                       const std::filesystem::path& scope, VectorKind kind) const {
+  const Impl& s = *impl_;
+  const auto model = s.model_row(model_id);
+  if (!model) return {};
+  if (!s.has_segments()) return s.load_inline_vectors(*model, scope, kind);
+  sqlite::Statement q(s.db,
+                      std::string("SELECT f.id, f.path, f.category FROM files f "
+                                  "WHERE f.model = ?1 AND ") +
+                          kScopeClause + " ORDER BY f.path",
+                      "load vectors");
+  q.bind(1, *model);
+  bind_scope(q, scope_range(scope));
+  sqlite::Statement captions(s.db,
+                             "SELECT caption, caption_en FROM captions WHERE file_id = ?1 "
+                             "ORDER BY caption_index",
+                             "load vectors");
+  LoadedVectors loaded;
+  Embeddings& e = loaded.embeddings;
+  while (q.step()) {
+    IndexedFile file;
+    file.state.path = q.text(1);
+    const std::int64_t file_id = q.int64(0);
+    s.read_captions_and_vectors(file_id, file);
+    for (const StoredVectors& v : file.vectors) {
+      if (v.kind != kind) continue;
+      if (e.count == 0) {
+        e.vectors_per_item = v.rows;
+        e.dim = v.cols;
+      } else if (v.rows != e.vectors_per_item || v.cols != e.dim) {
+        throw Error(ErrorKind::kIndex,
+                    s.where(std::string(to_string(kind)) + " vectors of " + file.state.path +
+                            " are " + std::to_string(v.rows) + " x " + std::to_string(v.cols) +
+                            ", others " + std::to_string(e.vectors_per_item) + " x " +
+                            std::to_string(e.dim) +
+                            " (vectors of one model must agree in shape; re-indexing the "
+                            "folder rewrites them)"));
+      }
+      e.values.insert(e.values.end(), v.values.begin(), v.values.end());
+      ++e.count;
+      VectorOwner owner;
+      owner.file_id = file_id;
+      owner.path = file.state.path;
+      owner.category = q.text(2);
+      owner.caption_index = v.caption_index;
+      const std::size_t c = static_cast<std::size_t>(std::max(v.caption_index, 0));
+      if (c < file.captions.size()) {
+        owner.caption = file.captions[c].text;
+        owner.caption_en = file.captions[c].text_en;
+      }
+      loaded.owners.push_back(std::move(owner));
+    }
   }
   return loaded;
 }

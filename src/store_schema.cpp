@@ -86,6 +86,47 @@ CREATE TABLE IF NOT EXISTS translations (
   PRIMARY KEY (translator_id, text)
 ) WITHOUT ROWID;
 )sql"},
+    // Vector segments (issue 10): vectors leave the `vectors` BLOB table for immutable,
+    // memory-mapped, checksummed segment files beside the database (docs/STORE.md), so that
+    // a query maps and scans only the arrays it scores. SQLite keeps the truth: a segment is
+    // live only through its row here, and a file points at its (segment, row). The counts of
+    // live files per segment are kept by triggers, inside the same transactions that change
+    // files, so they can never drift: a segment whose count reaches 0 is deleted, one with
+    // dead rows is rewritten by compaction. Existing BLOBs are moved into segments by the
+    // first read-write open (IndexStore::Impl::move_inline_vectors); until then reads take
+    // them from the old table.
+    {3, "move vectors into segment files", R"sql(
+CREATE TABLE segments (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  model       INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+  file_name   TEXT NOT NULL UNIQUE,
+  items       INTEGER NOT NULL,
+  live_items  INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL,
+  common_dir  TEXT NOT NULL,
+  kinds       TEXT NOT NULL,
+  encoding    TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE INDEX segments_by_model ON segments (model);
+ALTER TABLE files ADD COLUMN segment_id INTEGER;
+ALTER TABLE files ADD COLUMN segment_row INTEGER;
+CREATE INDEX files_by_segment ON files (segment_id, segment_row);
+CREATE TRIGGER files_segment_insert AFTER INSERT ON files WHEN new.segment_id IS NOT NULL
+BEGIN
+  UPDATE segments SET live_items = live_items + 1 WHERE id = new.segment_id;
+END;
+CREATE TRIGGER files_segment_delete AFTER DELETE ON files WHEN old.segment_id IS NOT NULL
+BEGIN
+  UPDATE segments SET live_items = live_items - 1 WHERE id = old.segment_id;
+END;
+CREATE TRIGGER files_segment_move AFTER UPDATE OF segment_id ON files
+WHEN old.segment_id IS NOT new.segment_id
+BEGIN
+  UPDATE segments SET live_items = live_items - 1 WHERE id = old.segment_id;
+  UPDATE segments SET live_items = live_items + 1 WHERE id = new.segment_id;
+END;
+)sql"},
 };
 
 constexpr bool ladder_is_complete() {

@@ -82,6 +82,11 @@ class Encoder {
   TextBatch tokenize(const std::vector<std::string>& texts, int max_tokens,
                      bool pad_to_max = false) const;
 
+  // Loads the modules a caller is about to use, so that loading can be timed apart from the
+  // first forward; encode_* load what they need anyway. Only what is asked is loaded: a text
+  // query never reads the image or multimodal weights.
+  void load_modules(bool image, bool text, bool multimodal);
+
   ImageOutputs encode_image(const torch::Tensor& pixels);
   TextOutputs encode_text(const TextBatch& batch);
   // Row b pairs vision_tokens[b] with text b.

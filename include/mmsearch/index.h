@@ -14,7 +14,7 @@
 //   its commit is rolled back entirely by SQLite on the next open: the store is never half
 //   written, and a crash loses at most the batch that was being written.
 // * Versioning: the `meta` table carries `schema_version` (history in src/store_schema.cpp:
-//   1 = files, captions, vectors; 2 = + translation cache). A store written by a newer
+//   1 = files, captions, vectors; 2 = + translation cache; 3 = vectors in segment files). A store written by a newer
 //   mmsearch is refused (Error kIndex) rather than misread. An older store is migrated by a
 //   read-write open, one version step per transaction; a read-only open never writes and
 //   reads an older store as it is: what later versions added is absent (e.g. translation
@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,7 @@
 #include "mmsearch/hash.h"
 #include "mmsearch/paths.h"
 #include "mmsearch/search.h"
+#include "mmsearch/segment.h"
 
 namespace mmsearch {
 
@@ -110,6 +112,45 @@ struct LoadedVectors {
   Embeddings embeddings;
 };
 
+// One query term of IndexStore::search(): a query item (count 1), the rule that scores it
+// against the stored kind, and its weight in the fused score (search.h, Fusion).
+struct SearchTerm {
+  Embeddings query;
+  ScoreRule rule = ScoreRule::kCls;
+  float weight = 1.0f;
+};
+
+struct SearchRequest {
+  VectorKind kind = VectorKind::kImageProj;
+  std::vector<SearchTerm> terms;
+  std::int64_t k = 10;
+  float threshold = -std::numeric_limits<float>::infinity();
+  // Files never returned (the query images themselves), as paths.
+  std::vector<std::string> excluded_paths;
+  // Items whose full vectors may be re-scored after the first stage (BLIP-2 max over queries):
+  // 0 = the default (kDefaultMaxRescored). The search stops earlier as soon as the first
+  // stage's bounds prove the top k exact.
+  std::int64_t max_rescored = 0;
+  // Re-score as many as it takes to prove the result exact, however many that is.
+  bool exact = false;
+};
+
+struct SearchMatch {
+  VectorOwner owner;
+  float score = 0.0f;
+  std::vector<float> term_scores;  // per term, in request order
+};
+
+struct SearchResult {
+  std::vector<SearchMatch> matches;  // best first; ties by path, then caption
+  std::int64_t searched = 0;  // entries in the scope (items, or captions for caption kinds)
+  std::int64_t rescored = 0;         // entries whose full vectors were re-scored
+  bool proven_exact = true;          // the first stage's bounds prove the top k exact
+  double select_ms = 0, scan_ms = 0, rescore_ms = 0;
+};
+
+inline constexpr std::int64_t kDefaultMaxRescored = 16384;
+
 struct ModelUsage {
   std::string model_id;
   std::int64_t file_count = 0;
@@ -128,7 +169,7 @@ struct RemovedRows {
 class IndexStore {
  public:
   // The schema version this build writes, and the newest it reads.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   enum class Mode {
     kReadWrite,  // creates the parent folder and the database when missing
@@ -159,6 +200,11 @@ class IndexStore {
   // mismatch. Batches of 16-256 files amortise the fsync; see the measured rates in
   // tests/bench.
   void upsert_batch(const std::string& model_id, const std::vector<IndexedFile>& files);
+
+  // How this connection's writes encode vectors (default fp16; see segment.h). Queries read
+  // every encoding; a merge keeps the most precise encoding of the segments it merges.
+  void set_vector_encoding(VectorEncoding encoding);
+  VectorEncoding vector_encoding() const;
 
   // Removes the given paths (normalised here) of `model_id`, with their captions and vectors.
   // Returns how many rows existed.
@@ -218,6 +264,17 @@ class IndexStore {
   LoadedVectors load_vectors(const std::string& model_id, const std::filesystem::path& scope,
                              VectorKind kind) const;
 
+  // The k best entries of `request.kind` under `scope` for the fused terms, reading only what
+  // it scores: the mapped segment arrays of that kind, the SQLite rows of the segments that
+  // are not wholly inside the scope or have dead rows, and the rows of the k results. Kinds of
+  // several vectors per item (BLIP-2 image_proj) are scanned by their first stage (mean,
+  // radius) and the candidates re-scored exactly, best upper bound first, until the bounds
+  // prove the top k or max_rescored is reached (then proven_exact is false). Scores equal
+  // exact search over the stored encoding. Runs in one read snapshot: a concurrent writer
+  // never shows half a batch. Throws Error(kIndex) for a damaged segment (checksum).
+  SearchResult search(const std::string& model_id, const std::filesystem::path& scope,
+                      const SearchRequest& request) const;
+
   // Which models have indexed files under `scope`, most files first. Lets a caller say which
   // model a folder was indexed with, or that it was not indexed yet.
   std::vector<ModelUsage> models_in_scope(const std::filesystem::path& scope) const;
@@ -253,8 +310,11 @@ class IndexStore {
   // PRAGMA integrity_check: "ok" or SQLite's list of problems.
   std::string integrity_check() const;
 
- private:
+  // The state behind the store (src/store_impl.h); named here so the files implementing the
+  // store can share helpers, opaque to everyone else.
   struct Impl;
+
+ private:
   std::unique_ptr<Impl> impl_;
 };
 

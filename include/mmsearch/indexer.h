@@ -69,6 +69,10 @@ struct IndexOptions {
   // Names the translation model and its weights for the cache (e.g. "opus-mt-it-en@<sha256>");
   // required when `translate` is set.
   std::string translator_id;
+  // Re-embed every file under the root, trusting nothing stored: no file counts as unchanged
+  // and no stored vectors are reused (for a store whose vectors are damaged, or after a model
+  // fix). Captions and translations are still read from the cache.
+  bool rebuild = false;
 };
 
 struct IndexSummary {

@@ -35,6 +35,10 @@ struct QueryOptions {
   std::int64_t k = 5;
   float threshold = -std::numeric_limits<float>::infinity();
   int rerank = 0;  // re-score the top N with the ITM head (text terms against images)
+  // Re-score until the result is proven exact however long it takes (see IndexStore::search);
+  // by default at most max_rescored candidates (0 = the store's default).
+  bool exact = false;
+  std::int64_t max_rescored = 0;
   DecodeOptions decode;
 };
 
@@ -49,10 +53,22 @@ struct QueryHit {
   std::string category;
 };
 
+// Where a query's time went, in milliseconds (`-v` logs them, `--json` reports them).
+struct QueryPhases {
+  double load_ms = 0;      // loading the modules the terms need
+  double tokenize_ms = 0;  // pre_caption + WordPiece
+  double forward_ms = 0;   // the encoders' forward passes (query images decoded included)
+  double search_ms = 0;    // IndexStore::search: selecting, scanning, re-scoring, owners
+  double rerank_ms = 0;    // ITM re-ranking
+};
+
 struct QueryResult {
   std::string model_id;
   std::int64_t searched = 0;  // items scored
+  std::int64_t rescored = 0;  // items whose full vectors the second stage re-scored
+  bool proven_exact = true;   // see IndexStore::search
   std::vector<QueryHit> hits;
+  QueryPhases phases;
 };
 
 // Throws Error(kIndex) when the scope holds nothing for this model, saying which models did

@@ -98,6 +98,8 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     std::int64_t max_pixels = DecodeOptions{}.max_pixels;
     TranslationRequest translation;
     bool prune = false;
+    bool rebuild = false;
+    std::string vectors = "fp16";
   };
   auto options = std::make_shared<Options>();
   app->add_option("dir", options->dir, "Folder to index (recursively; optional with --prune)");
@@ -109,6 +111,11 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
       ->check(CLI::Range(1, 64));
   app->add_flag("--hidden", options->hidden, "Also index hidden files and folders");
   app->add_flag("--json", options->json, "Print the summary as JSON");
+  app->add_flag("--rebuild", options->rebuild,
+                "Re-embed every file, trusting nothing stored (e.g. after a damaged-store error)");
+  app->add_option("--vectors", options->vectors,
+                  "How new vectors are stored: fp16 (default), fp32 (exact) or int8")
+      ->check(CLI::IsMember({"fp16", "fp32", "int8"}));
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
   app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
   add_translation_options(app, options->translation, "captions");
@@ -135,7 +142,9 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             }
             auto encoder = open_encoder(global, options->model);
             IndexStore store(default_index_path());
+            store.set_vector_encoding(vector_encoding_from_string(options->vectors));
             IndexOptions index_options;
+            index_options.rebuild = options->rebuild;
             index_options.include_hidden = options->hidden;
             index_options.batch_size = options->batch_size;
             index_options.decode_workers = options->decode_workers;

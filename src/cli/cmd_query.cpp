@@ -1,6 +1,7 @@
 // `mmsearch query`: text, image and combined searches over an indexed scope.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -123,6 +124,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
     bool paths = false;
     std::string montage;
     bool no_exif = false;
+    bool exact = false;
+    std::int64_t max_rescored = 0;
     TranslationRequest translation;
   };
   auto options = std::make_shared<Options>();
@@ -147,6 +150,12 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--paths", options->paths, "Only the result paths, one per line");
   app->add_option("--montage", options->montage, "Also draw the query and results to this PNG");
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
+  app->add_flag("--exact", options->exact,
+                "Re-score until the top k is proven exact (BLIP-2: however many candidates it "
+                "takes)");
+  app->add_option("--max-rescored", options->max_rescored,
+                  "BLIP-2: most candidates re-scored with all query vectors (default 16384)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   add_translation_options(app, options->translation, "the text terms");
 
   return {
@@ -194,6 +203,9 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         query.threshold = options->threshold;
         query.rerank = options->rerank;
         query.decode.apply_exif_orientation = !options->no_exif;
+        query.exact = options->exact;
+        query.max_rescored = options->max_rescored;
+        const auto started = std::chrono::steady_clock::now();
 
         // One read-only store for the whole query: model resolution, translations, vectors.
         const IndexStore store = open_index_read_only();
@@ -201,7 +213,32 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             open_encoder(global, bundle_for_scope(global, store, query.scope, options->model));
         std::vector<std::string> originals(terms.size());
         if (translator) originals = translate_terms(terms, *translator, store);
+        const double open_ms = std::chrono::duration<double, std::milli>(
+                                   std::chrono::steady_clock::now() - started)
+                                   .count();
         const QueryResult result = run_query(*encoder, store, terms, query);
+        const QueryPhases& phases = result.phases;
+        spdlog::debug(
+            "query phases: open {:.1f} ms, load {:.1f} ms, tokenise {:.2f} ms, forward {:.1f} ms, "
+            "search {:.1f} ms ({} items, {} re-scored{}), rerank {:.1f} ms",
+            open_ms, phases.load_ms, phases.tokenize_ms, phases.forward_ms, phases.search_ms,
+            result.searched, result.rescored, result.proven_exact ? "" : ", not proven exact",
+            phases.rerank_ms);
+        if (!result.proven_exact) {
+          spdlog::info("the first stage could not prove these top {} exact within {} "
+                       "re-scored items; --exact re-scores until it can",
+                       query.k, result.rescored);
+        }
+        const auto print_started = std::chrono::steady_clock::now();
+        struct PrintTimer {
+          std::chrono::steady_clock::time_point start;
+          ~PrintTimer() {
+            spdlog::debug("query phases: print {:.2f} ms",
+                          std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - start)
+                              .count());
+          }
+        } print_timer{print_started};
 
         if (!options->montage.empty()) {
           write_montage(options->montage, terms, originals, result, encoder->manifest().name,
@@ -218,6 +255,11 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           j["scope"] = query.scope.string();
           j["against"] = to_string(query.against);
           j["searched"] = result.searched;
+          j["rescored"] = result.rescored;
+          j["proven_exact"] = result.proven_exact;
+          j["phases_ms"] = {{"open", open_ms},          {"load", phases.load_ms},
+                            {"tokenize", phases.tokenize_ms}, {"forward", phases.forward_ms},
+                            {"search", phases.search_ms},   {"rerank", phases.rerank_ms}};
           if (translator) j["translator"] = translator->id();
           j["terms"] = nlohmann::json::array();
           for (std::size_t i = 0; i < terms.size(); ++i) {

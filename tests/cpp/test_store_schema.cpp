@@ -102,6 +102,10 @@ std::string stored_version(const fs::path& path) {
   return query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'");
 }
 
+int count_rows(const fs::path& path, const std::string& table) {
+  return std::stoi(query_text(path, "SELECT count(*) FROM " + table));
+}
+
 bool has_translations_table(const fs::path& path) {
   return query_text(path, "SELECT count(*) FROM sqlite_master WHERE name = 'translations'") == "1";
 }
@@ -155,9 +159,12 @@ TEST(StoreSchema, ReadWriteOpenMigratesAReleasedV1Store) {
   ASSERT_EQ(stored_version(path), "1");
   {
     IndexStore store(path);
-    EXPECT_EQ(store.schema_version(), 2);
-    EXPECT_EQ(stored_version(path), "2");
+    EXPECT_EQ(store.schema_version(), IndexStore::kSchemaVersion);
+    EXPECT_EQ(stored_version(path), std::to_string(IndexStore::kSchemaVersion));
     expect_v1_rows_intact(store);
+    // Version 3 moved the vectors out of the BLOB table into segment files, exactly.
+    EXPECT_EQ(count_rows(path, "vectors"), 0);
+    EXPECT_EQ(count_rows(path, "segments"), 1);
     EXPECT_TRUE(store.find_translations("mt@1", {"ciao"}).empty());
     store.put_translations("mt@1", {{"ciao", "hello"}});
     EXPECT_EQ(store.find_translations("mt@1", {"ciao"}).at("ciao"), "hello");
@@ -170,16 +177,16 @@ TEST(StoreSchema, ReadWriteOpenMigratesAReleasedV1Store) {
   }
   // Opening again finds nothing to do, and keeps what the first open wrote.
   IndexStore again(path);
-  EXPECT_EQ(again.schema_version(), 2);
+  EXPECT_EQ(again.schema_version(), IndexStore::kSchemaVersion);
   EXPECT_EQ(again.find_translations("mt@1", {"ciao"}).at("ciao"), "hello");
   const IndexStore reader(path, IndexStore::Mode::kReadOnly);
-  EXPECT_EQ(reader.schema_version(), 2);
+  EXPECT_EQ(reader.schema_version(), IndexStore::kSchemaVersion);
 }
 
 TEST(StoreSchema, MigrationKeepsTranslationsThatAV1StoreAlreadyHeld) {
   const fs::path path = released_v1_store("migrate_cached", true);
   IndexStore store(path);
-  EXPECT_EQ(stored_version(path), "2");
+  EXPECT_EQ(stored_version(path), std::to_string(IndexStore::kSchemaVersion));
   expect_v1_rows_intact(store);
   EXPECT_EQ(store.find_translations("mt@1", {"ciao"}).at("ciao"), "hello");
 }
@@ -262,6 +269,6 @@ TEST(StoreSchema, AFailedMigrationStepLeavesNoTrace) {
 
   exec(path, "DROP TRIGGER block_bump");
   IndexStore store(path);
-  EXPECT_EQ(store.schema_version(), 2);
+  EXPECT_EQ(store.schema_version(), IndexStore::kSchemaVersion);
   expect_v1_rows_intact(store);
 }

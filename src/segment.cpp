@@ -1,0 +1,298 @@
+// Vector segments: building one in memory, writing it durably, and mapping one for reading.
+#include "mmsearch/segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "mmsearch/error.h"
+#include "segment_internal.h"
+#include "vector_kernels.h"
+
+namespace mmsearch {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::uint64_t kAlignment = 64;
+// A scan checks each block just before reading it, so blocks are sized to stay in L2.
+constexpr std::uint64_t kScanBlockBytes = 256 * 1024;
+
+std::uint64_t align_up(std::uint64_t value, std::uint64_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+ArrayType array_type_for(VectorEncoding encoding) {
+  switch (encoding) {
+    case VectorEncoding::kFloat32:
+      return ArrayType::kF32;
+    case VectorEncoding::kFloat16:
+      return ArrayType::kF16;
+    case VectorEncoding::kInt8:
+      return ArrayType::kI8;
+  }
+  return ArrayType::kF32;
+}
+
+std::int64_t scan_block_rows(std::uint64_t row_bytes) {
+  return std::max<std::int64_t>(1, static_cast<std::int64_t>(kScanBlockBytes / row_bytes));
+}
+
+[[noreturn]] void io_error(const fs::path& path, const std::string& what, int error) {
+  std::string reason = std::strerror(error);
+  if (error == ENOSPC || error == EDQUOT) reason = "the disk is full";
+  throw Error(ErrorKind::kIndex, "cannot " + what + " vector segment " + path.string() + ": " +
+                                     reason);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Building.
+
+SegmentBuilder::SegmentBuilder(std::string model_id, std::int64_t items)
+    : model_id_(std::move(model_id)), items_(items) {}
+
+void SegmentBuilder::add_kind(VectorKind kind, VectorEncoding encoding, int vectors_per_item,
+                              int dim, const std::vector<SegmentEntry>& entries) {
+  const std::int64_t n = static_cast<std::int64_t>(entries.size());
+  const std::int64_t rows = n * vectors_per_item;
+  const std::size_t entry_floats = static_cast<std::size_t>(vectors_per_item) * dim;
+  std::vector<float> values(static_cast<std::size_t>(rows) * dim);
+  std::vector<std::int32_t> owners(2 * n);
+  for (std::int64_t e = 0; e < n; ++e) {
+    std::memcpy(values.data() + e * entry_floats, entries[e].values, entry_floats * sizeof(float));
+    owners[2 * e] = entries[e].item;
+    owners[2 * e + 1] = entries[e].caption_index;
+  }
+  auto add = [&](std::string name, ArrayType type, std::int64_t array_rows, std::int64_t elems,
+                 std::int64_t block_rows, const void* data) {
+    PendingArray p;
+    p.array.name = std::move(name);
+    p.array.type = type;
+    p.array.rows = array_rows;
+    p.array.row_elems = elems;
+    p.array.block_rows = block_rows;
+    p.data.resize(p.array.data_bytes());
+    if (!p.data.empty()) std::memcpy(p.data.data(), data, p.data.size());
+    arrays_.push_back(std::move(p));
+  };
+  std::vector<std::uint8_t> encoded;
+  std::vector<float> scales;
+  kernels::encode_rows(encoding, values.data(), rows, dim, encoded, scales);
+  const ArrayType type = array_type_for(encoding);
+  const std::uint64_t row_bytes = dim * array_type_bytes(type);
+  // An item of several vectors is one block: a re-score checks exactly the item it reads.
+  const std::int64_t block_rows =
+      vectors_per_item > 1 ? vectors_per_item : scan_block_rows(row_bytes);
+  add(segment_array_name(kind), type, rows, dim, block_rows, encoded.data());
+  if (encoding == VectorEncoding::kInt8) {
+    add(segment_array_name(kind, "scale"), ArrayType::kF32, rows, 1, block_rows, scales.data());
+  }
+  add(segment_array_name(kind, "owner"), ArrayType::kI32, n, 2, 1 << 16, owners.data());
+
+  if (vectors_per_item > 1) {
+    // The first stage: per entry the mean m of its (decoded) vectors, |m|, and the radius
+    // r = max_q |v_q - m|. For a unit query t, m.t <= max_q v_q.t <= m.t + r.
+    std::vector<float> decoded(static_cast<std::size_t>(rows) * dim);
+    kernels::decode_rows(type, encoded.data(), scales.data(), 0, rows, dim, decoded.data());
+    std::vector<float> means(static_cast<std::size_t>(n) * dim, 0.0f), norms(n), radii(n);
+    for (std::int64_t e = 0; e < n; ++e) {
+      float* mean = means.data() + e * dim;
+      const float* item = decoded.data() + e * entry_floats;
+      for (int q = 0; q < vectors_per_item; ++q) {
+        for (int d = 0; d < dim; ++d) mean[d] += item[q * dim + d];
+      }
+      double norm = 0.0;
+      for (int d = 0; d < dim; ++d) {
+        mean[d] /= static_cast<float>(vectors_per_item);
+        norm += static_cast<double>(mean[d]) * mean[d];
+      }
+      norms[e] = static_cast<float>(std::sqrt(norm));
+      double radius = 0.0;
+      for (int q = 0; q < vectors_per_item; ++q) {
+        double distance = 0.0;
+        for (int d = 0; d < dim; ++d) {
+          const double diff = static_cast<double>(item[q * dim + d]) - mean[d];
+          distance += diff * diff;
+        }
+        radius = std::max(radius, distance);
+      }
+      radii[e] = static_cast<float>(std::sqrt(radius));
+    }
+    // The mean is encoded like the vectors; its bound is then loosened by the encoding's error
+    // (below), so m'.t + r' still bounds the true maximum.
+    std::vector<std::uint8_t> mean_encoded;
+    std::vector<float> mean_scales;
+    kernels::encode_rows(encoding, means.data(), n, dim, mean_encoded, mean_scales);
+    std::vector<float> mean_decoded(static_cast<std::size_t>(n) * dim);
+    kernels::decode_rows(type, mean_encoded.data(), mean_scales.data(), 0, n, dim,
+                         mean_decoded.data());
+    for (std::int64_t e = 0; e < n; ++e) {
+      double error = 0.0;
+      for (int d = 0; d < dim; ++d) {
+        const double diff = static_cast<double>(means[e * dim + d]) - mean_decoded[e * dim + d];
+        error += diff * diff;
+      }
+      radii[e] += static_cast<float>(std::sqrt(error)) * 1.001f + 1e-6f;
+    }
+    const std::int64_t mean_block_rows = scan_block_rows(row_bytes);
+    add(segment_array_name(kind, "mean"), type, n, dim, mean_block_rows, mean_encoded.data());
+    if (encoding == VectorEncoding::kInt8) {
+      add(segment_array_name(kind, "mean.scale"), ArrayType::kF32, n, 1, mean_block_rows,
+          mean_scales.data());
+    }
+    add(segment_array_name(kind, "mean_norm"), ArrayType::kF32, n, 1, 1 << 16, norms.data());
+    add(segment_array_name(kind, "radius"), ArrayType::kF32, n, 1, 1 << 16, radii.data());
+  }
+  kinds_.push_back({kind, encoding, vectors_per_item, dim, n});
+}
+
+std::vector<std::uint8_t> SegmentBuilder::serialize() const {
+  SegmentHeader header;
+  header.model_id = model_id_;
+  header.items = items_;
+  header.kinds = kinds_;
+  for (const PendingArray& p : arrays_) header.arrays.push_back(p.array);
+  // Offsets live in the header, whose length depends on them: lay out from a guessed start
+  // and grow it until the header fits in front of the data.
+  std::uint64_t data_start = 4096;
+  std::vector<std::uint8_t> prefix;
+  while (true) {
+    std::uint64_t offset = data_start;
+    for (SegmentArray& a : header.arrays) {
+      a.offset = offset;
+      a.checksums_offset = a.offset + a.data_bytes();
+      offset = align_up(a.checksums_offset + a.blocks() * sizeof(std::uint64_t), kAlignment);
+    }
+    prefix = serialize_segment_prefix(header);
+    if (prefix.size() <= data_start) break;
+    data_start = align_up(prefix.size(), 4096);
+  }
+  const SegmentArray& last = header.arrays.empty() ? SegmentArray{} : header.arrays.back();
+  const std::uint64_t total =
+      header.arrays.empty() ? prefix.size()
+                            : last.checksums_offset + last.blocks() * sizeof(std::uint64_t);
+  std::vector<std::uint8_t> out(total, 0);
+  std::memcpy(out.data(), prefix.data(), prefix.size());
+  for (std::size_t i = 0; i < arrays_.size(); ++i) {
+    const SegmentArray& a = header.arrays[i];
+    const std::vector<std::uint8_t>& data = arrays_[i].data;
+    if (!data.empty()) std::memcpy(out.data() + a.offset, data.data(), data.size());
+    for (std::int64_t b = 0; b < a.blocks(); ++b) {
+      const std::uint64_t begin = b * a.block_rows * a.row_bytes();
+      const std::uint64_t end = std::min<std::uint64_t>(begin + a.block_rows * a.row_bytes(),
+                                                        data.size());
+      const std::uint64_t sum = XXH3_64bits(data.data() + begin, end - begin);
+      std::memcpy(out.data() + a.checksums_offset + b * sizeof(sum), &sum, sizeof sum);
+    }
+  }
+  return out;
+}
+
+void write_segment_file(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) io_error(path, "create", errno);
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      ::close(fd);
+      ::unlink(path.c_str());
+      io_error(path, "write", error);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    io_error(path, "sync", error);
+  }
+  ::close(fd);
+  // The new name must be durable too before SQLite commits a row naming it.
+  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+std::shared_ptr<const SegmentFile> SegmentFile::open(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    throw Error(ErrorKind::kIndex,
+                "cannot open vector segment " + path.string() + ": " + std::strerror(error) +
+                    (error == ENOENT ? std::string("; the store is damaged: ") + kRebuildAdvice
+                                     : std::string()));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(ErrorKind::kIndex, "vector segment " + path.string() + " is not a regular file");
+  }
+  std::shared_ptr<SegmentFile> segment(new SegmentFile());
+  segment->label_ = path.string();
+  segment->size_ = static_cast<std::size_t>(st.st_size);
+  if (segment->size_ > 0) {
+    void* base = ::mmap(nullptr, segment->size_, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (base == MAP_FAILED) {
+      throw Error(ErrorKind::kIndex,
+                  "cannot map vector segment " + path.string() + ": " + std::strerror(errno));
+    }
+    segment->base_ = static_cast<const std::uint8_t*>(base);
+    segment->mapped_ = true;
+  } else {
+    ::close(fd);
+  }
+  segment->header_ = parse_segment_header(segment->base_, segment->size_, segment->label_);
+  return segment;
+}
+
+std::shared_ptr<const SegmentFile> SegmentFile::from_bytes(std::vector<std::uint8_t> bytes,
+                                                           const std::string& label) {
+  std::shared_ptr<SegmentFile> segment(new SegmentFile());
+  segment->label_ = label;
+  segment->owned_ = std::move(bytes);
+  segment->base_ = segment->owned_.data();
+  segment->size_ = segment->owned_.size();
+  segment->header_ = parse_segment_header(segment->base_, segment->size_, segment->label_);
+  return segment;
+}
+
+SegmentFile::~SegmentFile() {
+  if (mapped_) ::munmap(const_cast<std::uint8_t*>(base_), size_);
+}
+
+void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
+                              std::int64_t count) const {
+  if (count <= 0) return;
+  const std::int64_t first_block = first / array.block_rows;
+  const std::int64_t last_block = (first + count - 1) / array.block_rows;
+  const std::uint64_t block_bytes = array.block_rows * array.row_bytes();
+  for (std::int64_t b = first_block; b <= last_block && b < array.blocks(); ++b) {
+    const std::uint64_t begin = b * block_bytes;
+    const std::uint64_t end = std::min(begin + block_bytes, array.data_bytes());
+    std::uint64_t stored = 0;
+    std::memcpy(&stored, base_ + array.checksums_offset + b * sizeof stored, sizeof stored);
+    if (XXH3_64bits(base_ + array.offset + begin, end - begin) != stored) {
+      throw Error(ErrorKind::kIndex, "vector segment " + label_ + " is corrupt (" + array.name +
+                                         " block " + std::to_string(b) +
+                                         " fails its checksum); " + kRebuildAdvice);
+    }
+  }
+}
+
+}  // namespace mmsearch

@@ -1,0 +1,489 @@
+// IndexStore::search: scoring the mapped segments of one kind under a scope, with the
+// two-stage search for kinds of several vectors per item. Design: docs/STORE.md.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <queue>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "mmsearch/index.h"
+#include "store_impl.h"
+#include "vector_kernels.h"
+
+namespace mmsearch {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+// Ties at the k-th score are resolved by path, so a few more than k are kept to sort.
+constexpr std::int64_t kTieWindow = 8;
+// Below this many entries a scan is not worth a second thread.
+constexpr std::int64_t kParallelEntries = 32768;
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+// A read snapshot: every SELECT until the end sees one committed state of the store.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(const sqlite::Database& db) : db_(const_cast<sqlite::Database&>(db)) {
+    db_.exec("BEGIN", "begin read");
+  }
+  ~ReadSnapshot() {
+    try {
+      db_.exec("COMMIT", "end read");
+    } catch (...) {
+    }
+  }
+
+ private:
+  sqlite::Database& db_;
+};
+
+enum class Coverage { kAll, kNone, kPartial };
+
+// Whether every path under `dir` is inside the scope range, none is, or some may be.
+Coverage coverage(const ScopeRange& scope, const std::string& dir) {
+  const auto under = [](const std::string& path, const std::string& folder) {
+    return folder == "/" || path == folder ||
+           (path.size() > folder.size() && path.compare(0, folder.size(), folder) == 0 &&
+            path[folder.size()] == '/');
+  };
+  if (under(dir, scope.exact)) return Coverage::kAll;
+  if (under(scope.exact, dir)) return Coverage::kPartial;
+  return Coverage::kNone;
+}
+
+// One segment's arrays of the searched kind, and which of its entries are searched.
+struct View {
+  std::shared_ptr<const SegmentFile> segment;
+  std::int64_t segment_id = -1;  // -1: vectors of an old store, held in memory
+  const SegmentKind* kind = nullptr;
+  const SegmentArray* vectors = nullptr;
+  const SegmentArray* scales = nullptr;
+  const SegmentArray* mean = nullptr;
+  const SegmentArray* mean_scales = nullptr;
+  const float* mean_norm = nullptr;
+  const float* radius = nullptr;
+  const std::int32_t* owners = nullptr;  // (item, caption) per entry
+  std::vector<char> item_allowed;       // live and in the scope; empty: every item
+  std::vector<char> item_excluded;      // the query images; empty: none
+  std::vector<VectorOwner> memory_owners;  // segment_id -1: the owner of each entry
+  // Per term the first-stage score of each entry (exact unless the term needs a re-score),
+  // and the fused lower and upper bounds.
+  std::vector<std::vector<float>> term_scores;
+  std::vector<float> lower, upper;
+
+  std::int64_t entries() const { return kind->entries; }
+  bool in_scope(std::int64_t e) const {
+    return item_allowed.empty() || item_allowed[owners[2 * e]] != 0;
+  }
+  bool allowed(std::int64_t e) const {
+    return in_scope(e) && (item_excluded.empty() || item_excluded[owners[2 * e]] == 0);
+  }
+  const float* scale_data(const SegmentArray* a) const {
+    return a ? reinterpret_cast<const float*>(segment->data(*a)) : nullptr;
+  }
+};
+
+bool needs_rescore(const View& view, const SearchTerm& term) {
+  return view.kind->vectors_per_item > 1 && term.rule == ScoreRule::kMaxOverQueries;
+}
+
+// Scores entries [begin, end) of one view for one term into out[begin, end); checks the
+// checksum of every block it reads first.
+void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, std::int64_t end,
+                 float* out) {
+  const SegmentFile& seg = *view.segment;
+  const int dim = view.kind->dim;
+  const int vpi = view.kind->vectors_per_item;
+  const Embeddings& q = term.query;
+  const int query_rows = term.rule == ScoreRule::kCls ? 1 : q.vectors_per_item;
+  const std::int64_t n = end - begin;
+  if (vpi == 1 || term.rule == ScoreRule::kMaxOverQueries || term.rule == ScoreRule::kMeanOfQueries) {
+    const SegmentArray& rows = vpi == 1 ? *view.vectors : *view.mean;
+    const SegmentArray* scales = vpi == 1 ? view.scales : view.mean_scales;
+    seg.verify_rows(rows, begin, n);
+    if (scales) seg.verify_rows(*scales, begin, n);
+    const float* scale = view.scale_data(scales);
+    kernels::scan_rows(rows.type, seg.data(rows) + begin * rows.row_bytes(),
+                       scale ? scale + begin : nullptr, n, dim, q.values.data(), query_rows,
+                       out + begin);
+    if (vpi > 1 && term.rule == ScoreRule::kMeanOfQueries) {
+      // The cosine of the normalised means.
+      for (std::int64_t e = begin; e < end; ++e) {
+        out[e] = view.mean_norm[e] > 0.0f ? out[e] / view.mean_norm[e] : 0.0f;
+      }
+    }
+    return;
+  }
+  // kCls over several vectors per item: the first vector of each entry.
+  seg.verify_rows(*view.vectors, begin * vpi, n * vpi);
+  const float* scale = view.scale_data(view.scales);
+  for (std::int64_t e = begin; e < end; ++e) {
+    kernels::scan_rows(view.vectors->type, seg.data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
+                       scale ? scale + e * vpi : nullptr, 1, dim, q.values.data(), 1, out + e);
+  }
+}
+
+// The exact score of one entry for a term that needs its full vectors.
+float rescore(const View& view, const SearchTerm& term, std::int64_t e) {
+  const int dim = view.kind->dim;
+  const int vpi = view.kind->vectors_per_item;
+  view.segment->verify_rows(*view.vectors, e * vpi, vpi);
+  if (view.scales) view.segment->verify_rows(*view.scales, e * vpi, vpi);
+  std::vector<float> scores(vpi);
+  const float* scale = view.scale_data(view.scales);
+  kernels::scan_rows(view.vectors->type,
+                     view.segment->data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
+                     scale ? scale + e * vpi : nullptr, vpi, dim, term.query.values.data(),
+                     term.query.vectors_per_item, scores.data());
+  return *std::max_element(scores.begin(), scores.end());
+}
+
+// Runs body(begin, end) over [0, n) on up to hardware_concurrency threads.
+template <typename Body>
+void parallel_ranges(std::int64_t n, Body body) {
+  const unsigned threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  if (n < kParallelEntries || threads == 1) {
+    body(0, n);
+    return;
+  }
+  std::vector<std::thread> workers;
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  const std::int64_t chunk = (n + threads - 1) / threads;
+  for (unsigned t = 0; t < threads; ++t) {
+    const std::int64_t begin = t * chunk, end = std::min(n, begin + chunk);
+    if (begin >= end) break;
+    workers.emplace_back([&, begin, end] {
+      try {
+        body(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        failure = std::current_exception();
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+struct Candidate {
+  float upper;
+  std::int32_t view;
+  std::int64_t entry;
+};
+
+struct Scored {
+  float score;
+  std::int32_t view;
+  std::int64_t entry;
+  std::vector<float> term_scores;
+};
+
+}  // namespace
+
+SearchResult IndexStore::search(const std::string& model_id, const fs::path& scope_path,
+                                const SearchRequest& request) const {
+  const Impl& s = *impl_;
+  if (request.terms.empty()) throw Error(ErrorKind::kUsage, "a search needs at least one term");
+  if (request.k < 0) throw Error(ErrorKind::kUsage, "k must not be negative");
+  double weight_sum = 0.0;
+  for (const SearchTerm& t : request.terms) {
+    if (!std::isfinite(t.weight)) throw Error(ErrorKind::kUsage, "term weight is not finite");
+    if (t.query.count != 1) throw Error(ErrorKind::kUsage, "a search term is one item");
+    weight_sum += std::fabs(t.weight);
+  }
+  if (weight_sum == 0.0) throw Error(ErrorKind::kUsage, "all query term weights are zero");
+  std::vector<float> weights;
+  for (const SearchTerm& t : request.terms) weights.push_back(static_cast<float>(t.weight / weight_sum));
+
+  SearchResult result;
+  const auto started = std::chrono::steady_clock::now();
+  ReadSnapshot snapshot(s.db);
+  const auto model = s.model_row(model_id);
+  if (!model) return result;
+  const ScopeRange scope = scope_range(scope_path);
+  const std::string kind_name = to_string(request.kind);
+
+  // --- which entries are searched ---
+  std::vector<View> views;
+  std::unordered_set<std::string> excluded(request.excluded_paths.begin(),
+                                           request.excluded_paths.end());
+  std::vector<std::pair<std::int64_t, std::int64_t>> excluded_rows;  // (segment, row)
+  if (s.has_segments()) {
+    sqlite::Statement where(s.db,
+                            "SELECT segment_id, segment_row FROM files WHERE model = ?1 AND "
+                            "path = ?2 AND segment_id IS NOT NULL",
+                            "search");
+    for (const std::string& path : excluded) {
+      where.bind(1, *model).bind(2, normalize_index_path(path));
+      while (where.step()) excluded_rows.emplace_back(where.int64(0), where.int64(1));
+      where.reset();
+    }
+    sqlite::Statement segments(s.db,
+                               "SELECT id, file_name, items, live_items, common_dir FROM segments "
+                               "WHERE model = ?1 ORDER BY id",
+                               "search");
+    segments.bind(1, *model);
+    sqlite::Statement rows(s.db,
+                           std::string("SELECT f.segment_row FROM files f WHERE f.segment_id = ?1 "
+                                       "AND ") +
+                               kScopeClause,
+                           "search");
+    while (segments.step()) {
+      const Coverage cover = coverage(scope, segments.text(4));
+      if (cover == Coverage::kNone) continue;
+      View view;
+      view.segment_id = segments.int64(0);
+      view.segment = s.segment(segments.text(1));
+      const SegmentHeader& h = view.segment->header();
+      view.kind = h.find_kind(request.kind);
+      if (!view.kind || view.kind->entries == 0) continue;
+      if (h.model_id != model_id) {
+        throw Error(ErrorKind::kIndex, "vector segment " + view.segment->label() + " belongs to " +
+                                           h.model_id + ", not " + model_id +
+                                           "; the store is damaged: re-index with --rebuild");
+      }
+      const std::int64_t items = segments.int64(2), live = segments.int64(3);
+      if (h.items != items) {
+        throw Error(ErrorKind::kIndex, "vector segment " + view.segment->label() +
+                                           " does not match its row in the store; re-index "
+                                           "with --rebuild");
+      }
+      if (cover == Coverage::kPartial || live < items) {
+        // The live rows inside the scope, from SQLite (the whole scope range matches every
+        // path when the segment lies inside it).
+        view.item_allowed.assign(items, 0);
+        rows.bind(1, view.segment_id);
+        bind_scope(rows, cover == Coverage::kAll ? scope_range("/") : scope);
+        while (rows.step()) {
+          const std::int64_t r = rows.int64(0);
+          if (r >= 0 && r < items) view.item_allowed[r] = 1;
+        }
+        rows.reset();
+      }
+      for (const auto& [segment_id, row] : excluded_rows) {
+        if (segment_id != view.segment_id || row < 0 || row >= items) continue;
+        if (view.item_excluded.empty()) view.item_excluded.assign(items, 0);
+        view.item_excluded[row] = 1;
+      }
+      views.push_back(std::move(view));
+    }
+  }
+  // Vectors still in the BLOB table (an old store): searched from memory like a segment.
+  {
+    LoadedVectors inline_vectors = s.load_inline_vectors(*model, scope_path, request.kind);
+    if (inline_vectors.embeddings.count > 0) {
+      const Embeddings& e = inline_vectors.embeddings;
+      std::vector<SegmentEntry> entries;
+      for (std::int64_t i = 0; i < e.count; ++i) entries.push_back({static_cast<int>(i), -1, e.item(i)});
+      SegmentBuilder builder(model_id, e.count);
+      builder.add_kind(request.kind, VectorEncoding::kFloat32, e.vectors_per_item, e.dim, entries);
+      View view;
+      view.segment = SegmentFile::from_bytes(builder.serialize(), s.db.path().string());
+      view.kind = view.segment->header().find_kind(request.kind);
+      view.item_excluded.assign(e.count, 0);
+      for (std::int64_t i = 0; i < e.count; ++i) {
+        if (excluded.count(inline_vectors.owners[i].path)) view.item_excluded[i] = 1;
+      }
+      view.memory_owners = std::move(inline_vectors.owners);
+      views.push_back(std::move(view));
+    }
+  }
+  for (View& view : views) {
+    const SegmentHeader& h = view.segment->header();
+    view.vectors = h.find_array(segment_array_name(request.kind));
+    view.scales = h.find_array(segment_array_name(request.kind, "scale"));
+    const SegmentArray* owners = h.find_array(segment_array_name(request.kind, "owner"));
+    view.segment->verify_rows(*owners, 0, owners->rows);
+    view.owners = reinterpret_cast<const std::int32_t*>(view.segment->data(*owners));
+    for (std::int64_t e = 0; e < owners->rows; ++e) {
+      if (view.owners[2 * e] < 0 || view.owners[2 * e] >= h.items) {
+        throw Error(ErrorKind::kIndex, "vector segment " + view.segment->label() +
+                                           " names an item it does not hold; re-index with "
+                                           "--rebuild");
+      }
+    }
+    if (view.kind->vectors_per_item > 1) {
+      view.mean = h.find_array(segment_array_name(request.kind, "mean"));
+      view.mean_scales = h.find_array(segment_array_name(request.kind, "mean.scale"));
+      const SegmentArray* norm = h.find_array(segment_array_name(request.kind, "mean_norm"));
+      const SegmentArray* radius = h.find_array(segment_array_name(request.kind, "radius"));
+      if (!view.mean || !norm || !radius || norm->rows != view.entries() ||
+          radius->rows != view.entries() || view.mean->rows != view.entries()) {
+        throw Error(ErrorKind::kIndex, "vector segment " + view.segment->label() +
+                                           " lacks its first stage; re-index with --rebuild");
+      }
+      view.segment->verify_rows(*norm, 0, norm->rows);
+      view.segment->verify_rows(*radius, 0, radius->rows);
+      view.mean_norm = reinterpret_cast<const float*>(view.segment->data(*norm));
+      view.radius = reinterpret_cast<const float*>(view.segment->data(*radius));
+    }
+    for (const SearchTerm& t : request.terms) {
+      if (t.query.dim != view.kind->dim) {
+        throw Error(ErrorKind::kUsage, "query vectors have " + std::to_string(t.query.dim) +
+                                           " dimensions, the stored " + kind_name + " " +
+                                           std::to_string(view.kind->dim));
+      }
+    }
+  }
+  result.select_ms = ms_since(started);
+
+  // --- first stage: every searched entry, every term ---
+  const auto scan_started = std::chrono::steady_clock::now();
+  bool any_rescore = false;
+  for (View& view : views) {
+    const std::int64_t n = view.entries();
+    view.term_scores.assign(request.terms.size(), std::vector<float>(n));
+    view.lower.assign(n, 0.0f);
+    view.upper.assign(n, 0.0f);
+    parallel_ranges(n, [&](std::int64_t begin, std::int64_t end) {
+      for (std::size_t t = 0; t < request.terms.size(); ++t) {
+        first_stage(view, request.terms[t], begin, end, view.term_scores[t].data());
+      }
+      for (std::int64_t e = begin; e < end; ++e) {
+        if (!view.allowed(e)) {
+          view.lower[e] = view.upper[e] = kMinusInfinity;
+          continue;
+        }
+        float lower = 0.0f, upper = 0.0f;
+        for (std::size_t t = 0; t < request.terms.size(); ++t) {
+          const float score = view.term_scores[t][e];
+          const float w = weights[t];
+          lower += w * score;
+          // m.t <= max_q v_q.t <= m.t + r, so a positive weight widens the bound upwards.
+          const float spread = needs_rescore(view, request.terms[t]) ? view.radius[e] : 0.0f;
+          upper += w * score + (w > 0 ? w * spread : 0.0f);
+          if (w < 0) lower += w * spread;
+        }
+        view.lower[e] = lower;
+        view.upper[e] = upper;
+      }
+    });
+    for (std::int64_t e = 0; e < n; ++e) result.searched += view.in_scope(e) ? 1 : 0;
+    for (const SearchTerm& t : request.terms) any_rescore = any_rescore || needs_rescore(view, t);
+  }
+  result.scan_ms = ms_since(scan_started);
+
+  // --- second stage: re-score by best upper bound until the bounds prove the top k ---
+  const auto rescore_started = std::chrono::steady_clock::now();
+  const std::int64_t keep = request.k == 0 ? 0 : request.k + kTieWindow;
+  std::vector<Candidate> candidates;
+  for (std::size_t v = 0; v < views.size(); ++v) {
+    const View& view = views[v];
+    for (std::int64_t e = 0; e < view.entries(); ++e) {
+      const float upper = view.upper[e];
+      if (upper == kMinusInfinity || std::isnan(upper) || upper < request.threshold) continue;
+      candidates.push_back({upper, static_cast<std::int32_t>(v), e});
+    }
+  }
+  const auto worse = [](const Scored& a, const Scored& b) { return a.score > b.score; };
+  std::priority_queue<Scored, std::vector<Scored>, decltype(worse)> best(worse);
+  const std::int64_t cap = request.exact ? std::numeric_limits<std::int64_t>::max()
+                           : request.max_rescored > 0 ? request.max_rescored
+                                                      : kDefaultMaxRescored;
+  std::size_t done = 0;
+  std::size_t chunk = static_cast<std::size_t>(std::max<std::int64_t>(keep * 4, 64));
+  const auto by_upper = [](const Candidate& a, const Candidate& b) { return a.upper > b.upper; };
+  while (done < candidates.size() && keep > 0) {
+    const std::size_t end = std::min(candidates.size(), done + chunk);
+    std::nth_element(candidates.begin() + done, candidates.begin() + end - 1, candidates.end(),
+                     by_upper);
+    std::sort(candidates.begin() + done, candidates.begin() + end, by_upper);
+    bool stop = false;
+    for (std::size_t c = done; c < end; ++c) {
+      const Candidate& cand = candidates[c];
+      if (static_cast<std::int64_t>(best.size()) >= keep && cand.upper < best.top().score) {
+        stop = true;  // no later candidate can beat the k kept: proven
+        break;
+      }
+      if (any_rescore && result.rescored >= cap) {
+        result.proven_exact = false;
+        stop = true;
+        break;
+      }
+      const View& view = views[cand.view];
+      Scored scored{0.0f, cand.view, cand.entry, {}};
+      bool rescored = false;
+      for (std::size_t t = 0; t < request.terms.size(); ++t) {
+        float score = view.term_scores[t][cand.entry];
+        if (needs_rescore(view, request.terms[t])) {
+          score = rescore(view, request.terms[t], cand.entry);
+          rescored = true;
+        }
+        scored.term_scores.push_back(score);
+        scored.score += weights[t] * score;
+      }
+      result.rescored += rescored ? 1 : 0;
+      if (std::isnan(scored.score) || scored.score < request.threshold) continue;
+      if (static_cast<std::int64_t>(best.size()) < keep) {
+        best.push(std::move(scored));
+      } else if (scored.score > best.top().score) {
+        best.pop();
+        best.push(std::move(scored));
+      }
+    }
+    done = end;
+    if (stop) break;
+    chunk *= 2;
+  }
+  result.rescore_ms = ms_since(rescore_started);
+
+  // --- the owners of the kept entries, ties by path then caption ---
+  sqlite::Statement owner(s.db,
+                          "SELECT id, path, category FROM files WHERE segment_id = ?1 AND "
+                          "segment_row = ?2",
+                          "search");
+  sqlite::Statement caption(s.db,
+                            "SELECT caption, caption_en FROM captions WHERE file_id = ?1 AND "
+                            "caption_index = ?2",
+                            "search");
+  while (!best.empty()) {
+    Scored scored = best.top();
+    best.pop();
+    const View& view = views[scored.view];
+    SearchMatch match;
+    match.score = scored.score;
+    match.term_scores = std::move(scored.term_scores);
+    const int item = view.owners[2 * scored.entry];
+    const int caption_index = view.owners[2 * scored.entry + 1];
+    if (view.segment_id < 0) {
+      match.owner = view.memory_owners[item];
+    } else {
+      owner.bind(1, view.segment_id).bind(2, static_cast<std::int64_t>(item));
+      if (!owner.step()) {
+        owner.reset();
+        continue;  // cannot happen inside the snapshot; never report an unowned vector
+      }
+      match.owner.file_id = owner.int64(0);
+      match.owner.path = owner.text(1);
+      match.owner.category = owner.text(2);
+      owner.reset();
+      match.owner.caption_index = is_caption_kind(request.kind) ? caption_index : -1;
+      caption.bind(1, match.owner.file_id).bind(2, static_cast<std::int64_t>(std::max(caption_index, 0)));
+      if (caption.step()) {
+        match.owner.caption = caption.text(0);
+        match.owner.caption_en = caption.text(1);
+      }
+      caption.reset();
+    }
+    result.matches.push_back(std::move(match));
+  }
+  std::sort(result.matches.begin(), result.matches.end(), [](const SearchMatch& a, const SearchMatch& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.owner.path != b.owner.path) return a.owner.path < b.owner.path;
+    return a.owner.caption_index < b.owner.caption_index;
+  });
+  if (static_cast<std::int64_t>(result.matches.size()) > request.k) result.matches.resize(request.k);
+  return result;
+}
+
+}  // namespace mmsearch

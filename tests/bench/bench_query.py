@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""Query-at-scale benchmark (issue 10): builds stores through `mmsearch import` from synthetic
+normalised vectors, times the real `mmsearch query --text` process end to end and its search
+phase, and reports peak RSS, disk per item, import rate and recall@10 against exact fp32 brute
+force (max over queries for BLIP-2). Prints a markdown table; docs/PERFORMANCE.md holds the
+latest one.
+
+The synthetic vectors are shaped like a photo collection, not uniform noise: every item belongs
+to a theme. 20 themes are the bench queries' own text vectors (so every query has true matches,
+as a real query does), the rest are random directions. Each image is a noisy copy of its theme,
+and for BLIP-2 each of its 32 query vectors is a noisy copy of the image. The noise levels are
+parameters (--image-noise, --query-noise); see docs/PERFORMANCE.md for what they mean for
+recall.
+
+Usage:
+  tests/bench/bench_query.py --bin build/mmsearch --models DIR_WITH_FULL_SIZE_BUNDLES \
+      --work /big/disk/dir [--sizes 8,10000,100000,1000000] [--shapes blip,blip2]
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+QUERIES = [
+    "a plate of spaghetti", "a pizza with basil", "a bowl of soup", "a slice of cake",
+    "grilled fish on a plate", "a salad with tomatoes", "lasagne in a dish", "a cup of coffee",
+    "fried food on paper", "a risotto with mushrooms", "a dessert with cream", "bread and cheese",
+    "a seafood dish", "a meat stew", "ice cream in a cone", "a sandwich", "pasta with sauce",
+    "a plate of vegetables", "a bowl of fruit", "a glass of wine",
+]
+SHAPES = {"blip": ("blip-base", 1), "blip2": ("blip2-vitL", 32)}
+CHUNK = 8192
+
+
+def run_measured(cmd, env):
+    """Runs cmd; returns (stdout, stderr, wall seconds, peak RSS in MB) of that process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far; each size runs its queries in
+    # order from small to large, and the value is read per process via wait4 in os instead.
+    if proc.returncode != 0:
+        sys.exit(f"bench_query: {' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
+                 f"{err.decode()[-3000:]}")
+    return out.decode(), err.decode(), wall
+
+
+def peak_rss_mb(cmd, env):
+    """Runs cmd and returns (stdout, wall, peak RSS MB) using wait4 for this process alone."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        out_fd = os.open(env["BENCH_OUT"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(out_fd, 1)
+        os.dup2(fd, 2)
+        os.execve(cmd[0], [str(c) for c in cmd], env)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench_query: {' '.join(map(str, cmd))} failed")
+    return Path(env["BENCH_OUT"]).read_text(), wall, usage.ru_maxrss / 1024.0
+
+
+def query_vectors(binary, model, models_dir, work):
+    out = work / f"queries-{model}"
+    env = dict(os.environ, MMSEARCH_MODELS=str(models_dir), MMSEARCH_HOME=str(work / "embed-home"))
+    cmd = [binary, "embed", "--model", model, "--out", out]
+    for q in QUERIES:
+        cmd += ["--text", q]
+    run_measured(cmd, env)
+    t = np.load(out / "text_embeds_proj.npy")[:, 0, :].astype(np.float32)
+    return t / np.linalg.norm(t, axis=1, keepdims=True)
+
+
+def normalise(x, axis=-1):
+    return x / np.linalg.norm(x, axis=axis, keepdims=True)
+
+
+def generate(folder, n, per_item, queries, args, seed=1234):
+    """Writes metadata.jsonl + image_proj.npy (fp16) in chunks; returns exact top-10 per query
+    (indices into the items) by fp32 max-over-queries brute force, computed on the fly."""
+    dim = queries.shape[1]
+    rng = np.random.default_rng(seed)
+    themes = np.concatenate([queries, normalise(rng.standard_normal((args.themes, dim)))])
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = (n, per_item, dim) if per_item > 1 else (n, dim)
+    header = {"descr": "<f2", "fortran_order": False, "shape": shape}
+    array = np.lib.format.open_memmap(folder / "image_proj.npy", mode="w+", dtype=np.float16,
+                                      shape=shape)
+    del header
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_index = np.zeros((len(queries), 0), dtype=np.int64)
+    with open(folder / "metadata.jsonl", "w") as meta:
+        for start in range(0, n, CHUNK):
+            m = min(CHUNK, n - start)
+            theme = rng.integers(0, len(themes), m)
+            image = normalise(themes[theme] + args.image_noise * rng.standard_normal((m, dim)))
+            if per_item > 1:
+                vectors = normalise(image[:, None, :] + args.query_noise *
+                                    rng.standard_normal((m, per_item, dim)))
+                scores = np.einsum("mqd,td->tmq", vectors, queries, optimize=True).max(axis=2)
+            else:
+                vectors = image
+                scores = queries @ vectors.T
+            array[start:start + m] = vectors.astype(np.float16)
+            for i in range(m):
+                meta.write(json.dumps({"file": f"img/{start + i:08d}.jpg",
+                                       "category": f"theme{theme[i]}"}) + "\n")
+            scores = np.concatenate([best_scores, scores.astype(np.float32)], axis=1)
+            index = np.concatenate([best_index, np.broadcast_to(
+                np.arange(start, start + m), (len(queries), m))], axis=1)
+            keep = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+            best_scores = np.take_along_axis(scores, keep, axis=1)
+            best_index = np.take_along_axis(index, keep, axis=1)
+    array.flush()
+    return best_index
+
+
+def disk_bytes(home):
+    return sum(p.stat().st_size for p in home.rglob("*") if p.is_file() and
+               not p.name.endswith(("-shm", ".json")))
+
+
+def bench_size(binary, models_dir, work, shape, n, queries, args):
+    model, per_item = SHAPES[shape]
+    folder = work / f"{shape}-{n}"
+    home = folder / "home"
+    root = folder / "root"
+    if folder.exists():
+        shutil.rmtree(folder)
+    exact = generate(folder / "import", n, per_item, queries, args)
+    (root / "img").mkdir(parents=True)
+    env = dict(os.environ, MMSEARCH_MODELS=str(models_dir), MMSEARCH_HOME=str(home),
+               BENCH_OUT=str(folder / "stdout.txt"))
+    start = time.perf_counter()
+    _, _, import_wall = run_measured([binary, "import", folder / "import", "--model", model,
+                                      "--root", root, "--json"], env)
+    import_rate = n / import_wall
+    disk = disk_bytes(home) / n
+    shutil.rmtree(folder / "import")  # the store holds the vectors now
+    walls, rss, search_ms, recalls, proven = [], [], [], [], 0
+    for qi, text in enumerate(QUERIES[: args.queries]):
+        out, wall, peak = peak_rss_mb([binary, "query", "--in", root, "--model", model, "--text",
+                                       text, "-k", "10", "--json"], env)
+        result = json.loads(out)
+        walls.append(wall)
+        rss.append(peak)
+        search_ms.append(result["phases_ms"]["search"])
+        proven += bool(result["proven_exact"])
+        found = {int(Path(r["path"]).stem) for r in result["results"]}
+        truth = set(int(i) for i in exact[qi][: min(10, n)])
+        recalls.append(len(found & truth) / max(1, len(truth)))
+    return {
+        "shape": shape, "items": n, "import_items_per_s": import_rate, "disk_per_item": disk,
+        "wall_s": float(np.median(walls)), "rss_mb": float(max(rss)),
+        "search_ms": float(np.median(search_ms)), "search_ms_p90": float(np.percentile(search_ms, 90)),
+        "recall10": float(np.mean(recalls)), "proven": proven, "queries": len(walls),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", required=True, type=Path)
+    parser.add_argument("--models", required=True, type=Path)
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--sizes", default="8,10000,100000,1000000")
+    parser.add_argument("--shapes", default="blip,blip2")
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--themes", type=int, default=2000)
+    parser.add_argument("--image-noise", type=float, default=0.5)
+    parser.add_argument("--query-noise", type=float, default=1.0)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for shape in args.shapes.split(","):
+        model = SHAPES[shape][0]
+        queries = query_vectors(args.bin, model, args.models, args.work)
+        for n in [int(s) for s in args.sizes.split(",")]:
+            row = bench_size(args.bin, args.models, args.work, shape, n, queries, args)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print("| shape | items | query wall (median) | vs 8 items | search phase median / p90 | "
+          "peak RSS | vs 8 items | disk / item | import | recall@10 | proven exact |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        base = next((r for r in rows if r["shape"] == row["shape"] and r["items"] == 8), row)
+        print(f"| {row['shape']} | {row['items']:,} | {row['wall_s']:.2f} s | "
+              f"{row['wall_s'] / base['wall_s']:.2f}x | {row['search_ms']:.1f} / "
+              f"{row['search_ms_p90']:.1f} ms | {row['rss_mb']:.0f} MB | "
+              f"+{row['rss_mb'] - base['rss_mb']:.0f} MB | {row['disk_per_item'] / 1024:.1f} KiB | "
+              f"{row['import_items_per_s']:,.0f}/s | {row['recall10']:.3f} | "
+              f"{row['proven']}/{row['queries']} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
