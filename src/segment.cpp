@@ -258,6 +258,7 @@ std::shared_ptr<const SegmentFile> SegmentFile::open(const fs::path& path) {
     ::close(fd);
   }
   segment->header_ = parse_segment_header(segment->base_, segment->size_, segment->label_);
+  segment->index_blocks();
   return segment;
 }
 
@@ -269,7 +270,18 @@ std::shared_ptr<const SegmentFile> SegmentFile::from_bytes(std::vector<std::uint
   segment->base_ = segment->owned_.data();
   segment->size_ = segment->owned_.size();
   segment->header_ = parse_segment_header(segment->base_, segment->size_, segment->label_);
+  segment->index_blocks();
   return segment;
+}
+
+void SegmentFile::index_blocks() {
+  std::int64_t blocks = 0;
+  for (const SegmentArray& a : header_.arrays) {
+    first_block_.push_back(blocks);
+    blocks += a.blocks();
+  }
+  verified_.reset(new std::atomic<bool>[static_cast<std::size_t>(blocks) + 1]);
+  for (std::int64_t b = 0; b <= blocks; ++b) verified_[b].store(false, std::memory_order_relaxed);
 }
 
 SegmentFile::~SegmentFile() {
@@ -282,7 +294,18 @@ void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
   const std::int64_t first_block = first / array.block_rows;
   const std::int64_t last_block = (first + count - 1) / array.block_rows;
   const std::uint64_t block_bytes = array.block_rows * array.row_bytes();
+  // Which of this header's arrays it is (callers may pass a copy).
+  std::int64_t base = -1;
+  const SegmentArray* arrays = header_.arrays.data();
+  if (&array >= arrays && &array < arrays + header_.arrays.size()) {
+    base = first_block_[&array - arrays];
+  } else {
+    for (std::size_t i = 0; i < header_.arrays.size(); ++i) {
+      if (header_.arrays[i].name == array.name) base = first_block_[i];
+    }
+  }
   for (std::int64_t b = first_block; b <= last_block && b < array.blocks(); ++b) {
+    if (base >= 0 && verified_[base + b].load(std::memory_order_acquire)) continue;
     const std::uint64_t begin = b * block_bytes;
     const std::uint64_t end = std::min(begin + block_bytes, array.data_bytes());
     std::uint64_t stored = 0;
@@ -292,6 +315,7 @@ void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
                                          " block " + std::to_string(b) +
                                          " fails its checksum); " + kRebuildAdvice);
     }
+    if (base >= 0) verified_[base + b].store(true, std::memory_order_release);
   }
 }
 

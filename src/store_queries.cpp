@@ -181,6 +181,8 @@ LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
                                                    VectorKind kind) const {
   const Impl& s = *this;
   LoadedVectors loaded;
+  // Schema-3 stores have moved every BLOB out: one probe instead of a scan of the scope.
+  if (s.db.query_int("SELECT EXISTS (SELECT 1 FROM vectors)", "load vectors") == 0) return loaded;
   const std::optional<std::int64_t> model = model_row;
   const ScopeRange range = scope_range(scope);
   const std::string kind_name(to_string(kind));

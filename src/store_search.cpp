@@ -1,6 +1,8 @@
 // IndexStore::search: scoring the mapped segments of one kind under a scope, with the
 // two-stage search for kinds of several vectors per item. Design: docs/STORE.md.
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -21,8 +23,8 @@ namespace {
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 // Ties at the k-th score are resolved by path, so a few more than k are kept to sort.
 constexpr std::int64_t kTieWindow = 8;
-// Below this many entries a scan is not worth a second thread.
-constexpr std::int64_t kParallelEntries = 32768;
+// Entries per scan task: large enough to amortise a task, small enough to balance 2-8 cores.
+constexpr std::int64_t kTaskEntries = 16384;
 
 double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -109,12 +111,17 @@ void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, s
   if (vpi == 1 || term.rule == ScoreRule::kMaxOverQueries || term.rule == ScoreRule::kMeanOfQueries) {
     const SegmentArray& rows = vpi == 1 ? *view.vectors : *view.mean;
     const SegmentArray* scales = vpi == 1 ? view.scales : view.mean_scales;
-    seg.verify_rows(rows, begin, n);
-    if (scales) seg.verify_rows(*scales, begin, n);
     const float* scale = view.scale_data(scales);
-    kernels::scan_rows(rows.type, seg.data(rows) + begin * rows.row_bytes(),
-                       scale ? scale + begin : nullptr, n, dim, q.values.data(), query_rows,
-                       out + begin);
+    // Block by block: each block is checked and then scanned while it is still in cache.
+    for (std::int64_t first = begin; first < end;) {
+      const std::int64_t block_end = std::min(end, (first / rows.block_rows + 1) * rows.block_rows);
+      seg.verify_rows(rows, first, block_end - first);
+      if (scales) seg.verify_rows(*scales, first, block_end - first);
+      kernels::scan_rows(rows.type, seg.data(rows) + first * rows.row_bytes(),
+                         scale ? scale + first : nullptr, block_end - first, dim, q.values.data(),
+                         query_rows, out + first);
+      first = block_end;
+    }
     if (vpi > 1 && term.rule == ScoreRule::kMeanOfQueries) {
       // The cosine of the normalised means.
       for (std::int64_t e = begin; e < end; ++e) {
@@ -147,30 +154,26 @@ float rescore(const View& view, const SearchTerm& term, std::int64_t e) {
   return *std::max_element(scores.begin(), scores.end());
 }
 
-// Runs body(begin, end) over [0, n) on up to hardware_concurrency threads.
+// Runs body(i) for every task i in [0, count), on up to hardware_concurrency threads taking
+// the next task in turn; rethrows the first failure.
 template <typename Body>
-void parallel_ranges(std::int64_t n, Body body) {
-  const unsigned threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-  if (n < kParallelEntries || threads == 1) {
-    body(0, n);
-    return;
-  }
-  std::vector<std::thread> workers;
+void parallel_tasks(std::int64_t count, Body body) {
+  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  std::atomic<std::int64_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mutex;
-  const std::int64_t chunk = (n + threads - 1) / threads;
-  for (unsigned t = 0; t < threads; ++t) {
-    const std::int64_t begin = t * chunk, end = std::min(n, begin + chunk);
-    if (begin >= end) break;
-    workers.emplace_back([&, begin, end] {
-      try {
-        body(begin, end);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        failure = std::current_exception();
-      }
-    });
-  }
+  auto worker = [&] {
+    try {
+      for (std::int64_t i = next++; i < count; i = next++) body(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+      next = count;
+    }
+  };
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads && t < count; ++t) workers.emplace_back(worker);
+  worker();
   for (std::thread& w : workers) w.join();
   if (failure) std::rethrow_exception(failure);
 }
@@ -338,50 +341,89 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   result.select_ms = ms_since(started);
 
   // --- first stage: every searched entry, every term ---
+  // Work is cut into tasks of up to kTaskEntries entries across all views, taken by the threads
+  // in turn, so a store of many small segments uses every core too. Each task also keeps the
+  // `keep` best lower bounds it saw: the keep-th best lower bound of all entries is a score that
+  // the final k reach for sure, so no entry whose upper bound is below it needs a look.
   const auto scan_started = std::chrono::steady_clock::now();
+  const std::int64_t keep = request.k == 0 ? 0 : request.k + kTieWindow;
   bool any_rescore = false;
-  for (View& view : views) {
+  struct Task {
+    std::size_t view;
+    std::int64_t begin, end;
+  };
+  std::vector<Task> tasks;
+  for (std::size_t v = 0; v < views.size(); ++v) {
+    View& view = views[v];
     const std::int64_t n = view.entries();
     view.term_scores.assign(request.terms.size(), std::vector<float>(n));
     view.lower.assign(n, 0.0f);
     view.upper.assign(n, 0.0f);
-    parallel_ranges(n, [&](std::int64_t begin, std::int64_t end) {
-      for (std::size_t t = 0; t < request.terms.size(); ++t) {
-        first_stage(view, request.terms[t], begin, end, view.term_scores[t].data());
-      }
-      for (std::int64_t e = begin; e < end; ++e) {
-        if (!view.allowed(e)) {
-          view.lower[e] = view.upper[e] = kMinusInfinity;
-          continue;
-        }
-        float lower = 0.0f, upper = 0.0f;
-        for (std::size_t t = 0; t < request.terms.size(); ++t) {
-          const float score = view.term_scores[t][e];
-          const float w = weights[t];
-          lower += w * score;
-          // m.t <= max_q v_q.t <= m.t + r, so a positive weight widens the bound upwards.
-          const float spread = needs_rescore(view, request.terms[t]) ? view.radius[e] : 0.0f;
-          upper += w * score + (w > 0 ? w * spread : 0.0f);
-          if (w < 0) lower += w * spread;
-        }
-        view.lower[e] = lower;
-        view.upper[e] = upper;
-      }
-    });
+    for (std::int64_t begin = 0; begin < n; begin += kTaskEntries) {
+      tasks.push_back({v, begin, std::min(n, begin + kTaskEntries)});
+    }
     for (std::int64_t e = 0; e < n; ++e) result.searched += view.in_scope(e) ? 1 : 0;
     for (const SearchTerm& t : request.terms) any_rescore = any_rescore || needs_rescore(view, t);
+  }
+  std::vector<std::vector<float>> task_best(tasks.size());
+  parallel_tasks(static_cast<std::int64_t>(tasks.size()), [&](std::int64_t task_index) {
+    const Task& task = tasks[task_index];
+    View& view = views[task.view];
+    for (std::size_t t = 0; t < request.terms.size(); ++t) {
+      first_stage(view, request.terms[t], task.begin, task.end, view.term_scores[t].data());
+    }
+    std::priority_queue<float, std::vector<float>, std::greater<float>> best;
+    for (std::int64_t e = task.begin; e < task.end; ++e) {
+      if (!view.allowed(e)) {
+        view.lower[e] = view.upper[e] = kMinusInfinity;
+        continue;
+      }
+      float lower = 0.0f, upper = 0.0f;
+      for (std::size_t t = 0; t < request.terms.size(); ++t) {
+        const float score = view.term_scores[t][e];
+        const float w = weights[t];
+        // m.t <= max_q v_q.t <= m.t + r: a positive weight widens the bound upwards, a
+        // negative one downwards.
+        const float spread = needs_rescore(view, request.terms[t]) ? view.radius[e] : 0.0f;
+        upper += w * score + (w > 0 ? w * spread : 0.0f);
+        lower += w * score + (w < 0 ? w * spread : 0.0f);
+      }
+      view.lower[e] = lower;
+      view.upper[e] = upper;
+      if (keep > 0 && !std::isnan(lower)) {
+        if (static_cast<std::int64_t>(best.size()) < keep) {
+          best.push(lower);
+        } else if (lower > best.top()) {
+          best.pop();
+          best.push(lower);
+        }
+      }
+    }
+    while (!best.empty()) {
+      task_best[task_index].push_back(best.top());
+      best.pop();
+    }
+  });
+  float sure = kMinusInfinity;  // the final k-th score is at least this
+  {
+    std::vector<float> all;
+    for (const auto& b : task_best) all.insert(all.end(), b.begin(), b.end());
+    if (keep > 0 && static_cast<std::int64_t>(all.size()) >= keep) {
+      std::nth_element(all.begin(), all.begin() + (keep - 1), all.end(), std::greater<float>());
+      sure = all[keep - 1];
+    }
   }
   result.scan_ms = ms_since(scan_started);
 
   // --- second stage: re-score by best upper bound until the bounds prove the top k ---
   const auto rescore_started = std::chrono::steady_clock::now();
-  const std::int64_t keep = request.k == 0 ? 0 : request.k + kTieWindow;
+  const float floor = std::max(sure, request.threshold);
   std::vector<Candidate> candidates;
   for (std::size_t v = 0; v < views.size(); ++v) {
     const View& view = views[v];
     for (std::int64_t e = 0; e < view.entries(); ++e) {
       const float upper = view.upper[e];
-      if (upper == kMinusInfinity || std::isnan(upper) || upper < request.threshold) continue;
+      if (upper == kMinusInfinity || std::isnan(upper) || upper < floor) continue;
       candidates.push_back({upper, static_cast<std::int32_t>(v), e});
     }
   }

@@ -21,6 +21,7 @@
 //                checks one item) and never interprets damaged bytes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -99,7 +100,9 @@ class SegmentFile {
   std::size_t file_bytes() const { return size_; }
   const std::uint8_t* data(const SegmentArray& array) const { return base_ + array.offset; }
   // Checks the checksums of every block overlapping rows [first, first + count) of `array`;
-  // throws Error(kIndex) naming the file, the array and the block on a mismatch.
+  // throws Error(kIndex) naming the file, the array and the block on a mismatch. A block that
+  // passed once is not hashed again by this object (the file is immutable): a long-lived
+  // process pays for each block once.
   void verify_rows(const SegmentArray& array, std::int64_t first, std::int64_t count) const;
 
  private:
@@ -110,6 +113,9 @@ class SegmentFile {
   bool mapped_ = false;
   std::vector<std::uint8_t> owned_;
   SegmentHeader header_;
+  void index_blocks();
+  std::vector<std::int64_t> first_block_;  // per array of header_: its first block's index
+  std::unique_ptr<std::atomic<bool>[]> verified_;
 };
 
 // The vectors of one entry (an item's image vectors or one caption's vectors), as given.
