@@ -1,3 +1,5 @@
+// Retrieval metrics (see eval.h): per-query measures over one row of scores, applied to whole
+// matrices or streamed over the stored vectors one query at a time.
 #include "mmsearch/eval.h"
 
 #include <algorithm>
@@ -5,11 +7,12 @@
 #include <limits>
 #include <numeric>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
+#include "mmsearch/sample.h"
+#include "mmsearch/score_rows.h"
 #include "mmsearch/search.h"
 
 namespace mmsearch {
@@ -43,23 +46,114 @@ float finite_or_lowest(float v) {
   return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v;
 }
 
+// Who is relevant to whom, as integer ids built once, so that a query's row needs O(relevant)
+// work to mark its relevant items instead of a string lookup per candidate.
+struct Relevance {
+  std::vector<std::int32_t> text_of_caption;                // caption -> distinct text id
+  std::vector<std::vector<std::int64_t>> images_of_text;    // text -> images with a caption of it
+  std::vector<std::vector<std::int64_t>> captions_of_text;  // text -> captions with that text
+  std::vector<std::vector<std::int32_t>> texts_of_image;    // image -> its distinct texts
+  std::vector<std::int32_t> category_of_image;              // image -> category id, -1 for none
+
+  explicit Relevance(const EvalSet& set) {
+    std::unordered_map<std::string, std::int32_t> text_ids;
+    for (std::size_t j = 0; j < set.caption_texts.size(); ++j) {
+      const auto [it, added] =
+          text_ids.emplace(set.caption_texts[j], static_cast<std::int32_t>(text_ids.size()));
+      if (added) {
+        images_of_text.emplace_back();
+        captions_of_text.emplace_back();
+      }
+      text_of_caption.push_back(it->second);
+      images_of_text[it->second].push_back(set.caption_image[j]);
+      captions_of_text[it->second].push_back(static_cast<std::int64_t>(j));
+    }
+    texts_of_image.resize(set.image_categories.size());
+    for (std::size_t j = 0; j < set.caption_texts.size(); ++j) {
+      auto& texts = texts_of_image[set.caption_image[j]];
+      if (std::find(texts.begin(), texts.end(), text_of_caption[j]) == texts.end()) {
+        texts.push_back(text_of_caption[j]);
+      }
+    }
+    std::unordered_map<std::string, std::int32_t> category_ids;
+    for (const std::string& category : set.image_categories) {
+      category_of_image.push_back(
+          category.empty()
+              ? -1
+              : category_ids.emplace(category, static_cast<std::int32_t>(category_ids.size()))
+                    .first->second);
+    }
+  }
+};
+
 // The best rank (0-based) a relevant item reaches in `row`, counting ties against the model:
 // the number of non-relevant items scoring at least as high as the best relevant one.
-// -1 when nothing is relevant.
-std::int64_t pessimistic_rank(const float* row, std::int64_t n, const std::vector<char>& relevant) {
+// -1 when nothing is relevant. `mark` (n zeros) is used as scratch and left as zeros.
+std::int64_t pessimistic_rank(const float* row, std::size_t n,
+                              const std::vector<std::int64_t>& relevant, std::vector<char>& mark) {
+  if (relevant.empty()) return -1;
   float best = -std::numeric_limits<float>::infinity();
-  bool any = false;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (!relevant[i]) continue;
-    any = true;
+  for (std::int64_t i : relevant) {
     best = std::max(best, finite_or_lowest(row[i]));
+    mark[i] = 1;
   }
-  if (!any) return -1;
   std::int64_t rank = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (!relevant[i] && finite_or_lowest(row[i]) >= best) ++rank;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!mark[i] && finite_or_lowest(row[i]) >= best) ++rank;
   }
+  for (std::int64_t i : relevant) mark[i] = 0;
   return rank;
+}
+
+// Scratch for the per-query measures, sized once.
+struct QueryScratch {
+  std::vector<char> mark;
+  std::vector<std::int64_t> relevant;
+  std::vector<std::int64_t> others;
+};
+
+// Caption j's row over the images.
+std::int64_t text_query_rank(const float* row, std::size_t images, const Relevance& rel,
+                             std::size_t j, QueryScratch& scratch) {
+  scratch.mark.resize(images);
+  return pessimistic_rank(row, images, rel.images_of_text[rel.text_of_caption[j]], scratch.mark);
+}
+
+// Image i's row over the captions; -1 for an uncaptioned image (it asks nothing).
+std::int64_t image_query_rank(const float* row, std::size_t captions, const Relevance& rel,
+                              std::size_t i, QueryScratch& scratch) {
+  scratch.mark.resize(captions);
+  scratch.relevant.clear();
+  for (std::int32_t text : rel.texts_of_image[i]) {
+    const auto& same_text = rel.captions_of_text[text];
+    scratch.relevant.insert(scratch.relevant.end(), same_text.begin(), same_text.end());
+  }
+  return pessimistic_rank(row, captions, scratch.relevant, scratch.mark);
+}
+
+// Image q's row over the images: the fraction of its k best other images in its category, or
+// a negative value when q asks nothing (no category, or no other image).
+double image_query_precision(const float* row, std::size_t images, const Relevance& rel,
+                             std::size_t q, int k, QueryScratch& scratch) {
+  const std::int32_t category = rel.category_of_image[q];
+  if (category < 0 || images < 2) return -1.0;
+  auto& others = scratch.others;
+  others.clear();
+  for (std::size_t i = 0; i < images; ++i) {
+    if (i != q) others.push_back(static_cast<std::int64_t>(i));
+  }
+  const auto same = [&](std::int64_t i) { return rel.category_of_image[i] == category; };
+  const auto before = [&](std::int64_t a, std::int64_t b) {
+    const float sa = finite_or_lowest(row[a]), sb = finite_or_lowest(row[b]);
+    if (sa != sb) return sa > sb;
+    if (same(a) != same(b)) return !same(a);  // ties go against the model
+    return a < b;
+  };
+  const std::size_t top = std::min<std::size_t>(k, others.size());
+  std::partial_sort(others.begin(), others.begin() + top, others.end(), before);
+  std::size_t hits = 0;
+  for (std::size_t r = 0; r < top; ++r) hits += same(others[r]);
+  return static_cast<double>(hits) / top;
 }
 
 struct RecallCounter {
@@ -83,23 +177,33 @@ struct RecallCounter {
   }
 };
 
+struct PrecisionCounter {
+  double sum = 0.0;
+  std::int64_t queries = 0;
+  void add(double precision) {
+    if (precision < 0.0) return;
+    sum += precision;
+    ++queries;
+  }
+  CategoryPrecision result() const {
+    CategoryPrecision p;
+    p.queries = queries;
+    if (queries > 0) p.precision = sum / queries;
+    return p;
+  }
+};
+
 }  // namespace
 
 RecallAtK text_to_image_recall(const std::vector<float>& scores, const EvalSet& set) {
   check_set(set);
   const std::size_t images = set.image_categories.size(), captions = set.caption_texts.size();
   check_scores(scores, captions, images, "text->image");
-  // Caption text -> the images that own a caption with exactly that text.
-  std::unordered_map<std::string, std::vector<std::int64_t>> owners;
-  for (std::size_t j = 0; j < captions; ++j) {
-    owners[set.caption_texts[j]].push_back(set.caption_image[j]);
-  }
+  const Relevance rel(set);
+  QueryScratch scratch;
   RecallCounter counter;
-  std::vector<char> relevant(images);
   for (std::size_t j = 0; j < captions; ++j) {
-    std::fill(relevant.begin(), relevant.end(), 0);
-    for (std::int64_t i : owners[set.caption_texts[j]]) relevant[i] = 1;
-    counter.add(pessimistic_rank(scores.data() + j * images, images, relevant));
+    counter.add(text_query_rank(scores.data() + j * images, images, rel, j, scratch));
   }
   return counter.result();
 }
@@ -108,18 +212,11 @@ RecallAtK image_to_text_recall(const std::vector<float>& scores, const EvalSet& 
   check_set(set);
   const std::size_t images = set.image_categories.size(), captions = set.caption_texts.size();
   check_scores(scores, images, captions, "image->text");
-  std::vector<std::unordered_set<std::string>> own_texts(images);
-  for (std::size_t j = 0; j < captions; ++j) {
-    own_texts[set.caption_image[j]].insert(set.caption_texts[j]);
-  }
+  const Relevance rel(set);
+  QueryScratch scratch;
   RecallCounter counter;
-  std::vector<char> relevant(captions);
   for (std::size_t i = 0; i < images; ++i) {
-    if (own_texts[i].empty()) continue;  // an uncaptioned image asks nothing
-    for (std::size_t j = 0; j < captions; ++j) {
-      relevant[j] = own_texts[i].count(set.caption_texts[j]) != 0;
-    }
-    counter.add(pessimistic_rank(scores.data() + i * captions, captions, relevant));
+    counter.add(image_query_rank(scores.data() + i * captions, captions, rel, i, scratch));
   }
   return counter.result();
 }
@@ -129,37 +226,24 @@ CategoryPrecision category_precision_at_k(const std::vector<float>& scores, cons
   if (k <= 0) throw Error(ErrorKind::kUsage, "eval: k must be positive");
   const std::size_t images = set.image_categories.size();
   check_scores(scores, images, images, "image->image");
-  CategoryPrecision result;
-  double sum = 0.0;
-  std::vector<std::int64_t> others;
+  EvalSet categories_only;  // precision needs no captions
+  categories_only.image_categories = set.image_categories;
+  const Relevance rel(categories_only);
+  QueryScratch scratch;
+  PrecisionCounter counter;
   for (std::size_t q = 0; q < images; ++q) {
-    const std::string& category = set.image_categories[q];
-    if (category.empty() || images < 2) continue;
-    const float* row = scores.data() + q * images;
-    others.clear();
-    for (std::size_t i = 0; i < images; ++i) {
-      if (i != q) others.push_back(static_cast<std::int64_t>(i));
-    }
-    const auto same = [&](std::int64_t i) { return set.image_categories[i] == category; };
-    const auto before = [&](std::int64_t a, std::int64_t b) {
-      const float sa = finite_or_lowest(row[a]), sb = finite_or_lowest(row[b]);
-      if (sa != sb) return sa > sb;
-      if (same(a) != same(b)) return !same(a);  // ties go against the model
-      return a < b;
-    };
-    const std::size_t top = std::min<std::size_t>(k, others.size());
-    std::partial_sort(others.begin(), others.begin() + top, others.end(), before);
-    std::size_t hits = 0;
-    for (std::size_t r = 0; r < top; ++r) hits += same(others[r]);
-    sum += static_cast<double>(hits) / top;
-    ++result.queries;
+    counter.add(image_query_precision(scores.data() + q * images, images, rel, q, k, scratch));
   }
-  if (result.queries > 0) result.precision = sum / result.queries;
-  return result;
+  return counter.result();
 }
 
 EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
-                           const std::string& model_id, const std::filesystem::path& scope) {
+                           const std::string& model_id, const std::filesystem::path& scope,
+                           const EvalOptions& options) {
+  if (options.sample < 0) {
+    throw Error(ErrorKind::kUsage, "eval: a sample of " + std::to_string(options.sample) +
+                                       " queries; give --sample N >= 1");
+  }
   const LoadedVectors images = store.load_vectors(model_id, scope, VectorKind::kImageProj);
   const LoadedVectors captions = store.load_vectors(model_id, scope, VectorKind::kTextProj);
   if (images.embeddings.count == 0) {
@@ -180,6 +264,34 @@ EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
     set.caption_texts.push_back(owner.caption);
     set.caption_image.push_back(image_of_file.at(owner.file_id));
   }
+  const std::size_t n_images = set.image_categories.size();
+  const std::size_t n_captions = set.caption_texts.size();
+
+  // The queries: all, or a stratified sample of each side (keys: the file's path).
+  const auto queries = [&](const LoadedVectors& side, const std::vector<std::string>& categories) {
+    std::vector<std::int64_t> rows;
+    if (options.sample > 0 && side.embeddings.count > options.sample) {
+      std::vector<std::string> keys;
+      keys.reserve(side.owners.size());
+      for (const VectorOwner& owner : side.owners) keys.push_back(owner.path);
+      for (std::size_t i : stratified_sample(
+               categories, keys, static_cast<std::size_t>(options.sample), options.seed)) {
+        rows.push_back(static_cast<std::int64_t>(i));
+      }
+    } else {
+      rows.resize(side.owners.size());
+      std::iota(rows.begin(), rows.end(), 0);
+    }
+    return rows;
+  };
+  std::vector<std::string> caption_categories;
+  caption_categories.reserve(n_captions);
+  for (std::int64_t owner : set.caption_image) {
+    caption_categories.push_back(set.image_categories[owner]);
+  }
+  const std::vector<std::int64_t> caption_rows = queries(captions, caption_categories);
+  const std::vector<std::int64_t> image_rows = queries(images, set.image_categories);
+
   const ScoreRule text_image = manifest.similarity_text_image;
   const ScoreRule image_image = manifest.similarity_image_image;
   const Embeddings& image_items = images.embeddings;
@@ -187,17 +299,36 @@ EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
       image_image == ScoreRule::kMeanOfQueries ? mean_of_queries(image_items) : Embeddings{};
   const Embeddings& image_side = image_image == ScoreRule::kMeanOfQueries ? reduced : image_items;
 
+  const Relevance rel(set);
+  QueryScratch scratch;
+  RecallCounter text_to_image, image_to_text;
+  PrecisionCounter image_to_image;
+  for_each_score_row(captions.embeddings, image_items, text_image, &caption_rows,
+                     [&](std::int64_t j, const std::vector<float>& row) {
+                       text_to_image.add(text_query_rank(row.data(), n_images, rel, j, scratch));
+                     });
+  for_each_score_row(image_items, captions.embeddings, text_image, &image_rows,
+                     [&](std::int64_t i, const std::vector<float>& row) {
+                       image_to_text.add(image_query_rank(row.data(), n_captions, rel, i, scratch));
+                     });
+  for_each_score_row(
+      image_side, image_side, image_image, &image_rows,
+      [&](std::int64_t q, const std::vector<float>& row) {
+        image_to_image.add(image_query_precision(row.data(), n_images, rel, q, 5, scratch));
+      });
+
   EvalReport report;
   report.model = manifest.name;
   report.model_id = model_id;
   report.images = images.embeddings.count;
   report.captions = captions.embeddings.count;
-  report.text_to_image =
-      text_to_image_recall(score_matrix(captions.embeddings, image_items, text_image), set);
-  report.image_to_text =
-      image_to_text_recall(score_matrix(image_items, captions.embeddings, text_image), set);
-  report.image_to_image =
-      category_precision_at_k(score_matrix(image_side, image_side, image_image), set, 5);
+  report.text_to_image = text_to_image.result();
+  report.image_to_text = image_to_text.result();
+  report.image_to_image = image_to_image.result();
+  report.caption_queries = static_cast<std::int64_t>(caption_rows.size());
+  report.image_queries = static_cast<std::int64_t>(image_rows.size());
+  report.sampled = report.caption_queries < report.captions || report.image_queries < report.images;
+  report.seed = options.seed;
   return report;
 }
 

@@ -1,5 +1,5 @@
-// Similarity matrices over an indexed scope: building one from the store, checking and
-// grouping by category.
+// Similarity matrices over an indexed scope: loading their sides from the store (whole or
+// sampled), scoring them, checking and grouping by category.
 #include "mmsearch/simmatrix.h"
 
 #include <algorithm>
@@ -9,7 +9,8 @@
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/query.h"
-#include "mmsearch/search.h"
+#include "mmsearch/sample.h"
+#include "mmsearch/score_rows.h"
 
 namespace fs = std::filesystem;
 
@@ -29,6 +30,80 @@ std::string item_label(const VectorOwner& owner, const fs::path& scope) {
   std::string label = fs::path(owner.path).lexically_relative(scope).string();
   if (owner.caption_index > 0) label += " #" + std::to_string(owner.caption_index + 1);
   return label;
+}
+
+// The side's items (all, or the sample), grouped by category, reduced for kMeanOfQueries.
+MatrixSide make_side(LoadedVectors loaded, VectorKind kind, ScoreRule rule, const fs::path& scope,
+                     const SideSampling& sampling) {
+  MatrixSide side;
+  side.kind = kind;
+  side.scope_items = loaded.embeddings.count;
+  std::vector<std::string> categories;
+  categories.reserve(loaded.owners.size());
+  for (const VectorOwner& owner : loaded.owners) categories.push_back(owner.category);
+
+  std::vector<std::size_t> kept;
+  if (sampling.sample > 0 && side.scope_items > sampling.sample) {
+    std::vector<std::string> keys;
+    keys.reserve(loaded.owners.size());
+    for (const VectorOwner& owner : loaded.owners) keys.push_back(owner.path);
+    kept = stratified_sample(categories, keys, static_cast<std::size_t>(sampling.sample),
+                             sampling.seed);
+  } else {
+    kept.resize(loaded.owners.size());
+    std::iota(kept.begin(), kept.end(), 0);
+  }
+  // Group the kept items by category, keeping their order inside a category.
+  std::vector<std::string> kept_categories;
+  kept_categories.reserve(kept.size());
+  for (std::size_t i : kept) kept_categories.push_back(categories[i]);
+  std::vector<std::size_t> order = stable_order(kept_categories);
+  for (std::size_t& o : order) o = kept[o];
+
+  for (std::size_t i : order) {
+    side.labels.push_back(item_label(loaded.owners[i], scope));
+    side.categories.push_back(loaded.owners[i].category);
+  }
+  // Reduce before gathering: the means are 1/vectors_per_item of the data.
+  Embeddings vectors = rule == ScoreRule::kMeanOfQueries ? mean_of_queries(loaded.embeddings)
+                                                         : std::move(loaded.embeddings);
+  loaded.owners.clear();
+  bool identity = order.size() == static_cast<std::size_t>(vectors.count);
+  for (std::size_t r = 0; identity && r < order.size(); ++r) identity = order[r] == r;
+  if (identity) {
+    side.vectors = std::move(vectors);
+    return side;
+  }
+  side.vectors.count = static_cast<std::int64_t>(order.size());
+  side.vectors.vectors_per_item = vectors.vectors_per_item;
+  side.vectors.dim = vectors.dim;
+  const std::size_t item_size = static_cast<std::size_t>(vectors.vectors_per_item) * vectors.dim;
+  side.vectors.values.resize(order.size() * item_size);
+  for (std::size_t r = 0; r < order.size(); ++r) {
+    const float* from = vectors.item(static_cast<std::int64_t>(order[r]));
+    std::copy(from, from + item_size, side.vectors.values.begin() + r * item_size);
+  }
+  return side;
+}
+
+const char* side_noun(VectorKind kind) {
+  switch (kind) {
+    case VectorKind::kImageProj:
+    case VectorKind::kImageEmbed:
+      return "images";
+    case VectorKind::kTextProj:
+      return "captions";
+    case VectorKind::kMultimodal:
+      return "multimodal items";
+  }
+  return "items";
+}
+
+std::string side_note(const MatrixSide& side) {
+  if (!side.sampled())
+    return "all " + std::to_string(side.scope_items) + " " + side_noun(side.kind);
+  return std::to_string(side.size()) + " of " + std::to_string(side.scope_items) + " " +
+         side_noun(side.kind);
 }
 
 }  // namespace
@@ -53,6 +128,7 @@ SimilarityMatrix grouped_by_category(const SimilarityMatrix& matrix) {
   SimilarityMatrix out;
   out.model = matrix.model;
   out.kind = matrix.kind;
+  out.note = matrix.note;
   const std::size_t m = matrix.col_labels.size();
   out.scores.resize(matrix.scores.size());
   for (std::size_t r = 0; r < rows.size(); ++r) {
@@ -68,38 +144,63 @@ SimilarityMatrix grouped_by_category(const SimilarityMatrix& matrix) {
   return out;
 }
 
-SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
-                                         const std::string& model_id, const fs::path& scope,
-                                         SimilarityKind kind) {
-  const MatrixRule sides = matrix_rule(manifest, kind);
-  const LoadedVectors rows = store.load_vectors(model_id, scope, sides.rows);
+SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& manifest,
+                                      const std::string& model_id, const fs::path& scope,
+                                      SimilarityKind kind, const SideSampling& sampling) {
+  if (sampling.sample < 0) {
+    throw Error(ErrorKind::kUsage,
+                "a sample of " + std::to_string(sampling.sample) + " items: give --sample N >= 1");
+  }
+  const MatrixRule rule = matrix_rule(manifest, kind);
+  LoadedVectors rows = store.load_vectors(model_id, scope, rule.rows);
   if (rows.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
-  const bool same_sides = sides.rows == sides.cols;
-  const LoadedVectors cols = same_sides ? rows : store.load_vectors(model_id, scope, sides.cols);
-  if (cols.embeddings.count == 0) {
+  const bool same_sides = rule.rows == rule.cols;
+  LoadedVectors cols =
+      same_sides ? LoadedVectors{} : store.load_vectors(model_id, scope, rule.cols);
+  if (!same_sides && cols.embeddings.count == 0) {
     throw Error(ErrorKind::kIndex, scope.string() + " has no captions indexed; " +
                                        std::string(to_string(kind)) +
                                        " needs captions (captions.csv or sidecar .txt files)");
   }
+  SimilaritySides sides;
+  sides.model = manifest.name;
+  sides.kind = kind;
+  sides.rule = rule.rule;
+  sides.seed = sampling.seed;
+  sides.rows = make_side(std::move(rows), rule.rows, rule.rule, scope, sampling);
+  sides.cols =
+      same_sides ? sides.rows : make_side(std::move(cols), rule.cols, rule.rule, scope, sampling);
+  return sides;
+}
+
+std::string sample_note(const SimilaritySides& sides) {
+  if (!sides.rows.sampled() && !sides.cols.sampled()) return "";
+  return "sample of " + side_note(sides.rows) + " x " + side_note(sides.cols) +
+         ", stratified by category, seed " + std::to_string(sides.seed);
+}
+
+SimilarityMatrix compute_similarity_matrix(const SimilaritySides& sides) {
   SimilarityMatrix matrix;
-  matrix.model = manifest.name;
-  matrix.kind = kind;
-  for (const auto& owner : rows.owners) {
-    matrix.row_labels.push_back(item_label(owner, scope));
-    matrix.row_categories.push_back(owner.category);
-  }
-  for (const auto& owner : cols.owners) {
-    matrix.col_labels.push_back(item_label(owner, scope));
-    matrix.col_categories.push_back(owner.category);
-  }
-  if (sides.rule == ScoreRule::kMeanOfQueries) {
-    const Embeddings r = mean_of_queries(rows.embeddings);
-    const Embeddings c = same_sides ? r : mean_of_queries(cols.embeddings);
-    matrix.scores = score_matrix(r, c, sides.rule);
-  } else {
-    matrix.scores = score_matrix(rows.embeddings, cols.embeddings, sides.rule);
-  }
-  return grouped_by_category(matrix);
+  matrix.model = sides.model;
+  matrix.kind = sides.kind;
+  matrix.note = sample_note(sides);
+  matrix.row_labels = sides.rows.labels;
+  matrix.row_categories = sides.rows.categories;
+  matrix.col_labels = sides.cols.labels;
+  matrix.col_categories = sides.cols.categories;
+  const std::size_t m = sides.cols.labels.size();
+  matrix.scores.resize(sides.rows.labels.size() * m);
+  for_each_score_row(sides.rows.vectors, sides.cols.vectors, sides.rule, nullptr,
+                     [&](std::int64_t r, const std::vector<float>& row) {
+                       std::copy(row.begin(), row.end(), matrix.scores.begin() + r * m);
+                     });
+  return matrix;
+}
+
+SimilarityMatrix build_similarity_matrix(const IndexStore& store, const Manifest& manifest,
+                                         const std::string& model_id, const fs::path& scope,
+                                         SimilarityKind kind) {
+  return compute_similarity_matrix(load_similarity_sides(store, manifest, model_id, scope, kind));
 }
 
 }  // namespace mmsearch

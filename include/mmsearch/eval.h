@@ -11,7 +11,10 @@
 //
 // Throws Error(kUsage) on inconsistent sizes. Nothing here prints.
 // evaluate_stored() puts it together: the stored vectors of a folder, the model's score rules,
-// and the three measures, as one report.
+// and the three measures, as one report. It scores one query at a time and keeps only counts,
+// never a captions x images matrix, so its memory is O(images + captions) (the vectors) however
+// large the folder; its time is still (captions + 2 images) x (images or captions) scores,
+// which --sample cuts by asking fewer queries.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +60,16 @@ struct CategoryPrecision {
 CategoryPrecision category_precision_at_k(const std::vector<float>& scores, const EvalSet& set,
                                           int k = 5);
 
+struct EvalOptions {
+  // 0: every caption and every image is a query. Otherwise at most this many caption queries
+  // (text->image) and this many image queries (image->text, image->image), each a sample
+  // stratified by category (a caption's is its image's) and drawn with `seed`, see
+  // stratified_sample() in sample.h. The candidates are always every image and caption, so a
+  // sample estimates the same recall, with fewer queries.
+  std::int64_t sample = 0;
+  std::uint64_t seed = 0;
+};
+
 // What `mmsearch eval` reports for one model on one folder.
 struct EvalReport {
   std::string model;     // bundle name
@@ -66,11 +79,19 @@ struct EvalReport {
   RecallAtK text_to_image;
   RecallAtK image_to_text;
   CategoryPrecision image_to_image;  // precision@5
+  // The queries asked: every caption and image, or the sample's (then sampled is true).
+  bool sampled = false;
+  std::uint64_t seed = 0;
+  std::int64_t caption_queries = 0;
+  std::int64_t image_queries = 0;
 };
 
 // Measures `manifest`'s model on the vectors stored for `scope` under `model_id` (index the
-// folder first). Throws Error(kInput) when the scope has no images or no captions stored.
+// folder first), streamed (see above). The numbers are those of the three functions above on
+// the full score matrices (for the same queries). Throws Error(kInput) when the scope has no
+// images or no captions stored, Error(kUsage) for a negative sample size.
 EvalReport evaluate_stored(const IndexStore& store, const Manifest& manifest,
-                           const std::string& model_id, const std::filesystem::path& scope);
+                           const std::string& model_id, const std::filesystem::path& scope,
+                           const EvalOptions& options = {});
 
 }  // namespace mmsearch

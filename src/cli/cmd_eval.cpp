@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
@@ -23,7 +24,8 @@ nlohmann::json recall_json(const RecallAtK& r) {
 
 // Indexes DIR with the model (incrementally) and measures it on the stored vectors.
 nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& model,
-                              const fs::path& dir, IndexStore& store) {
+                              const fs::path& dir, IndexStore& store,
+                              const EvalOptions& eval_options) {
   auto encoder = open_encoder(global, model);
   const Manifest& manifest = encoder->manifest();
   IndexOptions index_options;
@@ -35,7 +37,8 @@ nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& mo
   progress.finish();
   for (const auto& f : summary.failures) spdlog::warn("skipped {}", f.reason);
 
-  const EvalReport report = evaluate_stored(store, manifest, encoder->bundle().identity(), dir);
+  const EvalReport report =
+      evaluate_stored(store, manifest, encoder->bundle().identity(), dir, eval_options);
   nlohmann::json j;
   j["model"] = report.model;
   j["model_id"] = report.model_id;
@@ -46,6 +49,20 @@ nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& mo
   j["image_to_image_category_p5"] = {{"precision", report.image_to_image.precision},
                                      {"queries", report.image_to_image.queries}};
   j["failed"] = summary.failed;
+  // The queries asked, when they were a sample (the candidates are always all).
+  j["sample"] = nullptr;
+  if (report.sampled) {
+    j["sample"] = {{"size", eval_options.sample},
+                   {"seed", report.seed},
+                   {"stratified_by", "category"},
+                   {"caption_queries", report.caption_queries},
+                   {"image_queries", report.image_queries}};
+    spdlog::info(
+        "{}: queries are a sample of {} of {} captions and {} of {} images "
+        "(stratified by category, seed {})",
+        report.model, report.caption_queries, report.captions, report.image_queries, report.images,
+        report.seed);
+  }
   return j;
 }
 
@@ -56,21 +73,29 @@ Command register_eval(CLI::App& root, GlobalOptions& global) {
   app->footer(
       "Text->image and image->text Recall@1/5/10 (an image is relevant to a caption when its own\n"
       "caption is identical), and image->image category precision@5 (the query never counts\n"
-      "itself). The folder is indexed first, incrementally.\n"
+      "itself). The folder is indexed first, incrementally. Queries are scored one at a time\n"
+      "(memory grows with the folder, not its square); on a large folder --sample N asks N\n"
+      "caption and N image queries, stratified by category, against every candidate.\n"
       "Examples:\n"
       "  mmsearch eval ./dishes\n"
-      "  mmsearch eval ./dishes --all-models --json");
+      "  mmsearch eval ./dishes --all-models --json\n"
+      "  mmsearch eval ./big --sample 1000 --seed 3");
   struct Options {
     std::string dir;
     std::vector<std::string> models;
     bool all_models = false;
     bool json = false;
+    EvalOptions eval;
   };
   auto options = std::make_shared<Options>();
   app->add_option("dir", options->dir, "Folder with images, captions and categories")->required();
   app->add_option("--model,-m", options->models, "Model (repeatable; default: the default)");
   app->add_flag("--all-models", options->all_models, "Every valid installed model");
   app->add_flag("--json", options->json, "Machine-readable output");
+  app->add_option("--sample", options->eval.sample,
+                  "Ask N caption and N image queries, stratified by category (default: all)")
+      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+  app->add_option("--seed", options->eval.seed, "Seed of the sample (default 0)");
 
   return {app, [&global, options]() {
             std::error_code ec;
@@ -89,7 +114,7 @@ Command register_eval(CLI::App& root, GlobalOptions& global) {
             IndexStore store(default_index_path());
             nlohmann::json reports = nlohmann::json::array();
             for (const auto& model : models)
-              reports.push_back(evaluate_model(global, model, dir, store));
+              reports.push_back(evaluate_model(global, model, dir, store, options->eval));
             if (options->json) {
               std::cout << reports.dump(2) << "\n";
               return kExitOk;
@@ -105,6 +130,16 @@ Command register_eval(CLI::App& root, GlobalOptions& global) {
                           t["r5"].get<double>(), t["r10"].get<double>(), i["r1"].get<double>(),
                           i["r5"].get<double>(), i["r10"].get<double>(),
                           r["image_to_image_category_p5"]["precision"].get<double>());
+            }
+            for (const auto& r : reports) {
+              if (r["sample"].is_null()) continue;
+              std::printf(
+                  "%s: sample of %lld of %lld caption queries and %lld of %lld image "
+                  "queries (stratified by category, seed %llu)\n",
+                  r["model"].get<std::string>().c_str(),
+                  r["sample"]["caption_queries"].get<long long>(), r["captions"].get<long long>(),
+                  r["sample"]["image_queries"].get<long long>(), r["images"].get<long long>(),
+                  r["sample"]["seed"].get<unsigned long long>());
             }
             return kExitOk;
           }};

@@ -885,6 +885,7 @@ def check_report(r: dict, images: int, captions: int):
     p5 = r["image_to_image_category_p5"]
     assert 0.0 <= p5["precision"] <= 1.0 and p5["queries"] == images
     assert r["failed"] == 0
+    assert r["sample"] is None  # every caption and image was a query
 
 
 def test_eval_one_model_and_all_models(run, tmp_path):
@@ -919,6 +920,33 @@ def test_eval_relevance_by_identical_caption(run, tmp_path):
     r = run.json("eval", d, "--model", "blip2-pretrain", "--json")[0]
     assert r["text_to_image"]["r1"] == 1.0 and r["image_to_text"]["r1"] == 1.0
     assert r["image_to_image_category_p5"]["precision"] == 1.0
+
+
+def test_eval_sample_of_queries_is_reported(run, tmp_path):
+    d = tmp_path / "photos"
+    truth = make_scene(d, per_category=3)  # 9 images, 12 captions, 3 categories
+    n_captions = sum(len(c) for _, c in truth.values())
+    full = run.json("eval", d, "--model", "blip-base", "--json")[0]
+    r = run.json("eval", d, "--model", "blip-base", "--sample", "4", "--seed", "2", "--json")[0]
+    # The candidates stay whole; the queries are 4 of each, stratified by category.
+    assert r["images"] == len(truth) and r["captions"] == n_captions
+    assert r["sample"] == {"size": 4, "seed": 2, "stratified_by": "category",
+                           "caption_queries": 4, "image_queries": 4}
+    assert r["text_to_image"]["queries"] == 4 and r["image_to_text"]["queries"] == 4
+    assert r["image_to_image_category_p5"]["queries"] == 4
+    # Near-identical images per category: every sampled image scores the full run's 2/5.
+    assert r["image_to_image_category_p5"]["precision"] == pytest.approx(2 / 5)
+    assert full["image_to_image_category_p5"]["precision"] == pytest.approx(2 / 5)
+    # Seeded: the same sample again; the table says it is one.
+    assert run.json("eval", d, "--model", "blip-base", "--sample", "4", "--seed", "2",
+                    "--json")[0] == r
+    proc = run("eval", d, "--model", "blip-base", "--sample", "4", "--seed", "2", check=0)
+    assert "sample of 4 of 12 caption queries and 4 of 9 image queries" in proc.stdout
+    assert "seed 2" in proc.stdout
+    # A sample as large as the folder is every query.
+    r = run.json("eval", d, "--model", "blip-base", "--sample", "100", "--json")[0]
+    check_report(r, len(truth), n_captions)
+    assert run("eval", d, "--model", "blip-base", "--sample", "0").returncode == EXIT_USAGE
 
 
 def test_eval_errors(run, tmp_path):

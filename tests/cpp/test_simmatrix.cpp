@@ -1,16 +1,25 @@
 #include <csv.h>
 #include <gtest/gtest.h>
 
+#include <cfloat>
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
+#include "fresh_dir.h"
+#include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
+#include "mmsearch/index.h"
 #include "mmsearch/render.h"
+#include "mmsearch/sample.h"
 #include "mmsearch/simmatrix.h"
 #include "shared_data.h"
+#include "synthetic_store.h"
 
 namespace fs = std::filesystem;
 using namespace mmsearch;
@@ -321,4 +330,276 @@ TEST(Heatmap, NonLatinCategoryNamesAreDrawnNotReplaced) {
     }
   }
   EXPECT_GT(first_row, 64);  // not in the title
+}
+
+// ---------------------------------------------------------------------------------------------
+// At scale: stratified samples, sides, streamed CSV.
+
+namespace {
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::map<std::string, std::size_t> count_by(const std::vector<std::string>& values) {
+  std::map<std::string, std::size_t> counts;
+  for (const std::string& v : values) ++counts[v];
+  return counts;
+}
+
+Manifest manifest_of(Family family) {
+  Manifest m;
+  m.name = family == Family::kBlip ? "synthetic-blip" : "synthetic-blip2";
+  m.family = family;
+  if (family == Family::kBlip2) {
+    m.similarity_text_image = ScoreRule::kMaxOverQueries;
+    m.similarity_image_image = ScoreRule::kMeanOfQueries;
+  }
+  return m;
+}
+
+// A store of `spec` under model "m", built once per spec in the test's own folder.
+IndexStore synthetic_store(const std::string& name, const test_support::SyntheticStore& spec) {
+  const fs::path dir = fresh_test_dir("simmatrix", name);
+  IndexStore store(dir / "index.sqlite3");
+  test_support::fill_synthetic_store(store, "m", spec);
+  return store;
+}
+
+const std::vector<SimilarityKind> kAllKinds = {
+    SimilarityKind::kImageImage, SimilarityKind::kImageText, SimilarityKind::kImageMultimodal,
+    SimilarityKind::kMultimodalMultimodal, SimilarityKind::kTextText};
+
+// The matrix as it was built before sides existed: every vector loaded, the whole score matrix
+// (score_matrix, reduced sides for mean-of-queries), then grouped by category. The streamed CSV
+// must be byte-identical to this.
+SimilarityMatrix reference_matrix(const IndexStore& store, const Manifest& manifest,
+                                  const fs::path& scope, SimilarityKind kind) {
+  const MatrixRule rule = matrix_rule(manifest, kind);
+  const LoadedVectors rows = store.load_vectors("m", scope, rule.rows);
+  const LoadedVectors cols = store.load_vectors("m", scope, rule.cols);
+  SimilarityMatrix m;
+  m.model = manifest.name;
+  m.kind = kind;
+  const auto label = [&](const VectorOwner& o) {
+    std::string l = fs::path(o.path).lexically_relative(scope).string();
+    if (o.caption_index > 0) l += " #" + std::to_string(o.caption_index + 1);
+    return l;
+  };
+  for (const auto& o : rows.owners) {
+    m.row_labels.push_back(label(o));
+    m.row_categories.push_back(o.category);
+  }
+  for (const auto& o : cols.owners) {
+    m.col_labels.push_back(label(o));
+    m.col_categories.push_back(o.category);
+  }
+  if (rule.rule == ScoreRule::kMeanOfQueries) {
+    m.scores =
+        score_matrix(mean_of_queries(rows.embeddings), mean_of_queries(cols.embeddings), rule.rule);
+  } else {
+    m.scores = score_matrix(rows.embeddings, cols.embeddings, rule.rule);
+  }
+  return grouped_by_category(m);
+}
+
+}  // namespace
+
+TEST(StratifiedSample, KeepsCategoryProportionsByLargestRemainder) {
+  // 60 a, 30 b, 9 c, 1 d (M = 100). n = 10: exact shares 6, 3, 0.9, 0.1 -> 6, 3, 1, 0.
+  std::vector<std::string> categories, keys;
+  for (auto [c, count] :
+       std::vector<std::pair<std::string, int>>{{"a", 60}, {"b", 30}, {"c", 9}, {"d", 1}}) {
+    for (int i = 0; i < count; ++i) {
+      categories.push_back(c);
+      keys.push_back("/p/" + c + "/" + std::to_string(i) + ".jpg");
+    }
+  }
+  // Shuffle so the categories are interleaved in index order.
+  std::mt19937 rng(3);
+  std::vector<std::size_t> perm(categories.size());
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<std::string> cat2, key2;
+  for (std::size_t i : perm) {
+    cat2.push_back(categories[i]);
+    key2.push_back(keys[i]);
+  }
+  const auto kept = stratified_sample(cat2, key2, 10, 42);
+  ASSERT_EQ(kept.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(kept.begin(), kept.end()));
+  EXPECT_EQ(std::set<std::size_t>(kept.begin(), kept.end()).size(), 10u);
+  std::vector<std::string> kept_categories;
+  for (std::size_t i : kept) kept_categories.push_back(cat2[i]);
+  EXPECT_EQ(count_by(kept_categories),
+            (std::map<std::string, std::size_t>{{"a", 6}, {"b", 3}, {"c", 1}}));
+
+  // Seeded: the same seed gives the same sample, another seed another one (of the same
+  // proportions); the order of the input does not matter, only the keys.
+  EXPECT_EQ(stratified_sample(cat2, key2, 10, 42), kept);
+  const auto other = stratified_sample(cat2, key2, 10, 43);
+  EXPECT_NE(other, kept);
+  std::vector<std::string> other_categories;
+  for (std::size_t i : other) other_categories.push_back(cat2[i]);
+  EXPECT_EQ(count_by(other_categories), count_by(kept_categories));
+  std::set<std::string> kept_keys, unshuffled_keys;
+  for (std::size_t i : kept) kept_keys.insert(key2[i]);
+  for (std::size_t i : stratified_sample(categories, keys, 10, 42)) unshuffled_keys.insert(keys[i]);
+  EXPECT_EQ(kept_keys, unshuffled_keys);
+
+  // Every n: quotas add up to n and stay within one item of the exact share.
+  for (std::size_t n : {1u, 7u, 33u, 99u}) {
+    std::vector<std::string> got;
+    for (std::size_t i : stratified_sample(cat2, key2, n, 5)) got.push_back(cat2[i]);
+    ASSERT_EQ(got.size(), n);
+    const auto counts = count_by(got);
+    for (auto [c, total] : count_by(cat2)) {
+      const double exact = static_cast<double>(n) * total / cat2.size();
+      const double given = counts.count(c) ? counts.at(c) : 0;
+      EXPECT_LT(std::abs(given - exact), 1.0) << c << " n=" << n;
+    }
+  }
+  // n >= M keeps everything; mismatched inputs are refused.
+  EXPECT_EQ(stratified_sample(cat2, key2, 100, 1).size(), 100u);
+  EXPECT_EQ(stratified_sample(cat2, key2, 1000, 1).size(), 100u);
+  key2.pop_back();
+  EXPECT_THROW(stratified_sample(cat2, key2, 10, 1), Error);
+}
+
+TEST(SimilaritySides, StreamedCsvIsByteIdenticalToTheWholeMatrix) {
+  // BLIP (cls) and BLIP-2 (max-over-queries for image-text, mean-of-queries image-image), two
+  // captions per file, categories not in path order (so grouping moves rows).
+  for (const Family family : {Family::kBlip, Family::kBlip2}) {
+    test_support::SyntheticStore spec;
+    spec.files = 23;
+    spec.categories = 3;
+    spec.captions_per_file = 2;
+    spec.image_rows = family == Family::kBlip2 ? 32 : 1;
+    spec.dim = 16;
+    const IndexStore store = synthetic_store(std::string("identical-") + to_string(family), spec);
+    const Manifest manifest = manifest_of(family);
+    for (const SimilarityKind kind : kAllKinds) {
+      SCOPED_TRACE(std::string(to_string(family)) + " " + to_string(kind));
+      const SimilarityMatrix reference = reference_matrix(store, manifest, spec.root, kind);
+      const fs::path whole = out_dir() / "whole.csv", streamed = out_dir() / "streamed.csv";
+      write_similarity_csv(reference, whole);
+      const SimilaritySides sides = load_similarity_sides(store, manifest, "m", spec.root, kind);
+      EXPECT_FALSE(sides.rows.sampled());
+      EXPECT_EQ(sample_note(sides), "");
+      write_similarity_csv(sides, streamed);
+      const std::string bytes = read_bytes(whole);
+      ASSERT_GT(bytes.size(), 100u);
+      EXPECT_EQ(read_bytes(streamed), bytes);
+      // The in-memory path from the same sides, and build_similarity_matrix, agree too.
+      const SimilarityMatrix computed = compute_similarity_matrix(sides);
+      EXPECT_EQ(computed.scores, reference.scores);
+      EXPECT_EQ(computed.row_labels, reference.row_labels);
+      EXPECT_EQ(computed.col_labels, reference.col_labels);
+      EXPECT_EQ(build_similarity_matrix(store, manifest, "m", spec.root, kind).scores,
+                reference.scores);
+      const auto rows = read_csv(streamed);
+      EXPECT_EQ(rows[0][0], "label");
+      EXPECT_EQ(rows.size(), reference.row_labels.size() + 1);
+    }
+  }
+}
+
+TEST(SimilaritySides, SampleIsSeededStratifiedAndSaysSoInTheCsv) {
+  test_support::SyntheticStore spec;
+  spec.files = 60;
+  spec.categories = 4;
+  spec.dim = 8;
+  const IndexStore store = synthetic_store("sample", spec);
+  const Manifest manifest = manifest_of(Family::kBlip);
+  const SimilaritySides sides =
+      load_similarity_sides(store, manifest, "m", spec.root, SimilarityKind::kImageText, {12, 7});
+  ASSERT_EQ(sides.rows.size(), 12);
+  ASSERT_EQ(sides.cols.size(), 12);
+  EXPECT_EQ(sides.rows.scope_items, 60);
+  EXPECT_TRUE(sides.rows.sampled());
+  EXPECT_EQ(sample_note(sides),
+            "sample of 12 of 60 images x 12 of 60 captions, stratified by category, seed 7");
+  // Proportions: the same quotas stratified_sample gives for the scope's categories.
+  const std::vector<std::string> all = test_support::synthetic_categories(spec);
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < all.size(); ++i) keys.push_back(std::to_string(i));
+  std::vector<std::string> expected;
+  for (std::size_t i : stratified_sample(all, keys, 12, 7)) expected.push_back(all[i]);
+  EXPECT_EQ(count_by(sides.rows.categories), count_by(expected));
+  // Grouped by category, and one caption per file: both sides sampled the same files.
+  EXPECT_TRUE(std::is_sorted(sides.rows.categories.begin(), sides.rows.categories.end()));
+  EXPECT_EQ(sides.rows.labels, sides.cols.labels);
+  EXPECT_EQ(sides.rows.vectors.count, 12);
+
+  // Deterministic; another seed picks other items.
+  const SimilaritySides again =
+      load_similarity_sides(store, manifest, "m", spec.root, SimilarityKind::kImageText, {12, 7});
+  EXPECT_EQ(again.rows.labels, sides.rows.labels);
+  const SimilaritySides other =
+      load_similarity_sides(store, manifest, "m", spec.root, SimilarityKind::kImageText, {12, 8});
+  EXPECT_NE(other.rows.labels, sides.rows.labels);
+
+  // The sample's scores are the whole matrix's scores for those items.
+  const SimilarityMatrix whole =
+      build_similarity_matrix(store, manifest, "m", spec.root, SimilarityKind::kImageText);
+  const SimilarityMatrix part = compute_similarity_matrix(sides);
+  EXPECT_EQ(part.note, sample_note(sides));
+  for (std::size_t r = 0; r < part.row_labels.size(); ++r) {
+    const std::size_t wr =
+        std::find(whole.row_labels.begin(), whole.row_labels.end(), part.row_labels[r]) -
+        whole.row_labels.begin();
+    for (std::size_t c = 0; c < part.col_labels.size(); ++c) {
+      const std::size_t wc =
+          std::find(whole.col_labels.begin(), whole.col_labels.end(), part.col_labels[c]) -
+          whole.col_labels.begin();
+      ASSERT_LT(wc, whole.col_labels.size());
+      EXPECT_EQ(part.scores[r * 12 + c], whole.scores[wr * whole.col_labels.size() + wc]);
+    }
+  }
+
+  // The CSV's corner says what it is, streamed or not, and the two files are the same.
+  write_similarity_csv(sides, out_dir() / "sample_streamed.csv");
+  write_similarity_csv(part, out_dir() / "sample_whole.csv");
+  EXPECT_EQ(read_bytes(out_dir() / "sample_streamed.csv"),
+            read_bytes(out_dir() / "sample_whole.csv"));
+  const auto rows = read_csv(out_dir() / "sample_streamed.csv");
+  ASSERT_EQ(rows.size(), 13u);
+  EXPECT_EQ(rows[0][0], "label (" + sample_note(sides) + ")");
+
+  // A sample at least as large as a side keeps it whole (and says nothing).
+  const SimilaritySides big =
+      load_similarity_sides(store, manifest, "m", spec.root, SimilarityKind::kImageImage, {60, 7});
+  EXPECT_EQ(big.rows.size(), 60);
+  EXPECT_EQ(sample_note(big), "");
+  EXPECT_THROW(
+      load_similarity_sides(store, manifest, "m", spec.root, SimilarityKind::kImageImage, {-1, 0}),
+      Error);
+}
+
+TEST(SimilarityMatrix, CsvScoresReadAsPrintfWritesThem) {
+  // The writer formats with std::to_chars; every value must read as "%.6f" would print it,
+  // including halfway cases (2^-7 = 0.0078125), signs of tiny values, and the extremes.
+  const std::vector<float> values = {0.0078125f, -0.0078125f, 0.5f,      -1e-9f,    -0.0f,   1.0f,
+                                     0.1234565f, 2.5e-7f,     1e30f,     -FLT_MAX,  FLT_MIN, NAN,
+                                     -NAN,       INFINITY,    -INFINITY, 0.3333333f};
+  SimilarityMatrix m;
+  m.row_labels = {"r"};
+  m.row_categories = {""};
+  for (std::size_t c = 0; c < values.size(); ++c) {
+    m.col_labels.push_back("c" + std::to_string(c));
+    m.col_categories.push_back("");
+  }
+  m.scores = values;
+  write_similarity_csv(m, out_dir() / "printf.csv");
+  const auto rows = read_csv(out_dir() / "printf.csv");
+  ASSERT_EQ(rows.size(), 2u);
+  ASSERT_EQ(rows[1].size(), values.size() + 1);
+  for (std::size_t c = 0; c < values.size(); ++c) {
+    char expected[64];
+    std::snprintf(expected, sizeof expected, "%.6f", values[c]);
+    EXPECT_EQ(rows[1][c + 1], expected) << c;
+  }
 }
