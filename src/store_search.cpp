@@ -440,6 +440,32 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     std::nth_element(candidates.begin() + done, candidates.begin() + end - 1, candidates.end(),
                      by_upper);
     std::sort(candidates.begin() + done, candidates.begin() + end, by_upper);
+    // The chunk's exact scores in parallel (at most `cap` re-scores in all), then the stop
+    // test in upper-bound order; work past the stop point is bounded by one chunk.
+    const std::size_t scored_end =
+        any_rescore ? std::min<std::size_t>(end, done + std::max<std::int64_t>(0, cap - result.rescored))
+                    : end;
+    std::vector<Scored> exact(scored_end - done);
+    const std::int64_t per_task = 256;
+    const std::int64_t chunk_tasks =
+        (static_cast<std::int64_t>(exact.size()) + per_task - 1) / per_task;
+    parallel_tasks(chunk_tasks, [&](std::int64_t task) {
+      const std::size_t first = done + task * per_task;
+      const std::size_t last = std::min(scored_end, first + per_task);
+      for (std::size_t c = first; c < last; ++c) {
+        const Candidate& cand = candidates[c];
+        const View& view = views[cand.view];
+        Scored& scored = exact[c - done];
+        scored = {0.0f, cand.view, cand.entry, {}};
+        for (std::size_t t = 0; t < request.terms.size(); ++t) {
+          const float score = needs_rescore(view, request.terms[t])
+                                  ? rescore(view, request.terms[t], cand.entry)
+                                  : view.term_scores[t][cand.entry];
+          scored.term_scores.push_back(score);
+          scored.score += weights[t] * score;
+        }
+      }
+    });
     bool stop = false;
     for (std::size_t c = done; c < end; ++c) {
       const Candidate& cand = candidates[c];
@@ -447,24 +473,13 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
         stop = true;  // no later candidate can beat the k kept: proven
         break;
       }
-      if (any_rescore && result.rescored >= cap) {
-        result.proven_exact = false;
+      if (c >= scored_end) {
+        result.proven_exact = false;  // the re-score budget ran out first
         stop = true;
         break;
       }
-      const View& view = views[cand.view];
-      Scored scored{0.0f, cand.view, cand.entry, {}};
-      bool rescored = false;
-      for (std::size_t t = 0; t < request.terms.size(); ++t) {
-        float score = view.term_scores[t][cand.entry];
-        if (needs_rescore(view, request.terms[t])) {
-          score = rescore(view, request.terms[t], cand.entry);
-          rescored = true;
-        }
-        scored.term_scores.push_back(score);
-        scored.score += weights[t] * score;
-      }
-      result.rescored += rescored ? 1 : 0;
+      if (any_rescore) ++result.rescored;
+      Scored& scored = exact[c - done];
       if (std::isnan(scored.score) || scored.score < request.threshold) continue;
       if (static_cast<std::int64_t>(best.size()) < keep) {
         best.push(std::move(scored));
