@@ -68,7 +68,8 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   QueryPhases& phases = result.phases;
 
   bool has_text = false, has_image = false;
-  for (const auto& term : terms) (term.kind == QueryTerm::Kind::kText ? has_text : has_image) = true;
+  for (const auto& term : terms)
+    (term.kind == QueryTerm::Kind::kText ? has_text : has_image) = true;
   auto started = std::chrono::steady_clock::now();
   encoder.load_modules(has_image || options.rerank > 0, has_text,
                        options.rerank > 0 && manifest.itm);
@@ -138,7 +139,8 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   if (found.searched == 0) {
     // Nothing to score: not indexed with this model, unless the query images were all it held.
     bool indexed = false;
-    for (const ModelUsage& usage : store.models_in_scope(scope)) indexed |= usage.model_id == model_id;
+    for (const ModelUsage& usage : store.models_in_scope(scope))
+      indexed |= usage.model_id == model_id;
     if (!indexed) throw_scope_not_indexed(store, scope, model_id);
   }
 
@@ -191,7 +193,8 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
     result.hits = std::move(hits);
     phases.rerank_ms = ms_since(started);
   } else {
-    for (const SearchMatch& match : found.matches) result.hits.push_back(make_hit(match, match.score));
+    for (const SearchMatch& match : found.matches)
+      result.hits.push_back(make_hit(match, match.score));
   }
   for (std::size_t i = 0; i < result.hits.size(); ++i)
     result.hits[i].rank = static_cast<int>(i) + 1;

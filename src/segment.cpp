@@ -46,8 +46,8 @@ std::int64_t scan_block_rows(std::uint64_t row_bytes) {
 [[noreturn]] void io_error(const fs::path& path, const std::string& what, int error) {
   std::string reason = std::strerror(error);
   if (error == ENOSPC || error == EDQUOT) reason = "the disk is full";
-  throw Error(ErrorKind::kIndex, "cannot " + what + " vector segment " + path.string() + ": " +
-                                     reason);
+  throw Error(ErrorKind::kIndex,
+              "cannot " + what + " vector segment " + path.string() + ": " + reason);
 }
 
 }  // namespace
@@ -175,9 +175,9 @@ std::vector<std::uint8_t> SegmentBuilder::serialize() const {
     data_start = align_up(prefix.size(), 4096);
   }
   const SegmentArray& last = header.arrays.empty() ? SegmentArray{} : header.arrays.back();
-  const std::uint64_t total =
-      header.arrays.empty() ? prefix.size()
-                            : last.checksums_offset + last.blocks() * sizeof(std::uint64_t);
+  const std::uint64_t total = header.arrays.empty()
+                                  ? prefix.size()
+                                  : last.checksums_offset + last.blocks() * sizeof(std::uint64_t);
   std::vector<std::uint8_t> out(total, 0);
   std::memcpy(out.data(), prefix.data(), prefix.size());
   for (std::size_t i = 0; i < arrays_.size(); ++i) {
@@ -186,8 +186,8 @@ std::vector<std::uint8_t> SegmentBuilder::serialize() const {
     if (!data.empty()) std::memcpy(out.data() + a.offset, data.data(), data.size());
     for (std::int64_t b = 0; b < a.blocks(); ++b) {
       const std::uint64_t begin = b * a.block_rows * a.row_bytes();
-      const std::uint64_t end = std::min<std::uint64_t>(begin + a.block_rows * a.row_bytes(),
-                                                        data.size());
+      const std::uint64_t end =
+          std::min<std::uint64_t>(begin + a.block_rows * a.row_bytes(), data.size());
       const std::uint64_t sum = XXH3_64bits(data.data() + begin, end - begin);
       std::memcpy(out.data() + a.checksums_offset + b * sizeof(sum), &sum, sizeof sum);
     }
@@ -312,8 +312,8 @@ void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
     std::memcpy(&stored, base_ + array.checksums_offset + b * sizeof stored, sizeof stored);
     if (XXH3_64bits(base_ + array.offset + begin, end - begin) != stored) {
       throw Error(ErrorKind::kIndex, "vector segment " + label_ + " is corrupt (" + array.name +
-                                         " block " + std::to_string(b) +
-                                         " fails its checksum); " + kRebuildAdvice);
+                                         " block " + std::to_string(b) + " fails its checksum); " +
+                                         kRebuildAdvice);
     }
     if (base >= 0) verified_[base + b].store(true, std::memory_order_release);
   }

@@ -21,8 +21,8 @@ constexpr std::uint32_t kMaxHeaderBytes = 1 << 20;
 constexpr std::int64_t kMaxDim = 1 << 16;
 
 [[noreturn]] void corrupt(const std::string& label, const std::string& reason) {
-  throw Error(ErrorKind::kIndex, "vector segment " + label + " is corrupt (" + reason +
-                                     "); " + kRebuildAdvice);
+  throw Error(ErrorKind::kIndex,
+              "vector segment " + label + " is corrupt (" + reason + "); " + kRebuildAdvice);
 }
 
 std::uint32_t read_u32(const std::uint8_t* p) {

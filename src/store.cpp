@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <system_error>
 
-#include "mmsearch/segment.h"
-
 #include "mmsearch/index.h"
+#include "mmsearch/segment.h"
 #include "store_impl.h"
 
 namespace mmsearch {
@@ -85,10 +84,11 @@ void IndexStore::upsert_batch(const std::string& model_id, const std::vector<Ind
                                   "category, indexed_at) "
                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%s','now'))",
                                   "write");
-      sqlite::Statement caption(s.db,
-                                "INSERT INTO captions (file_id, caption_index, caption, caption_en) "
-                                "VALUES (?1, ?2, ?3, ?4)",
-                                "write");
+      sqlite::Statement caption(
+          s.db,
+          "INSERT INTO captions (file_id, caption_index, caption, caption_en) "
+          "VALUES (?1, ?2, ?3, ?4)",
+          "write");
       for (std::size_t r = 0; r < sorted.size(); ++r) {
         const IndexedFile& file = *sorted[r];
         remove.bind(1, model).bind(2, paths[r]).run();
@@ -202,7 +202,8 @@ RemovedRows IndexStore::remove_model(const std::string& model_id) {
         }
         live.reset();
         for (const SegmentKind& k : segment->header().kinds) {
-          const SegmentArray& owners = *segment->header().find_array(segment_array_name(k.kind, "owner"));
+          const SegmentArray& owners =
+              *segment->header().find_array(segment_array_name(k.kind, "owner"));
           segment->verify_rows(owners, 0, owners.rows);
           const auto* pairs = reinterpret_cast<const std::int32_t*>(segment->data(owners));
           for (std::int64_t e = 0; e < owners.rows; ++e) {

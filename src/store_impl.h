@@ -41,7 +41,6 @@ inline void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
   q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
 }
 
-
 struct IndexStore::Impl {
   Impl(store_schema::OpenedDatabase opened, bool opened_read_only)
       : db(std::move(opened.db)),

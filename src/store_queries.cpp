@@ -24,8 +24,7 @@ void IndexStore::Impl::read_captions_and_vectors(std::int64_t file_id, IndexedFi
   captions.bind(1, file_id);
   while (captions.step()) file.captions.push_back({captions.text(0), captions.text(1)});
   if (s.has_segments()) {
-    sqlite::Statement where(s.db, "SELECT segment_id, segment_row FROM files WHERE id = ?1",
-                            what);
+    sqlite::Statement where(s.db, "SELECT segment_id, segment_row FROM files WHERE id = ?1", what);
     where.bind(1, file_id);
     if (where.step() && !where.is_null(0)) {
       s.read_segment_vectors(where.int64(0), where.int64(1), file.vectors);
@@ -177,8 +176,8 @@ std::vector<FileListing> IndexStore::list_files(const std::string& model_id,
 }
 
 LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
-                                                   const std::filesystem::path& scope,
-                                                   VectorKind kind) const {
+                                                    const std::filesystem::path& scope,
+                                                    VectorKind kind) const {
   const Impl& s = *this;
   LoadedVectors loaded;
   // Schema-3 stores have moved every BLOB out: one probe instead of a scan of the scope.
@@ -281,13 +280,13 @@ LoadedVectors IndexStore::load_vectors(const std::string& model_id,
         e.vectors_per_item = v.rows;
         e.dim = v.cols;
       } else if (v.rows != e.vectors_per_item || v.cols != e.dim) {
-        throw Error(ErrorKind::kIndex,
-                    s.where(std::string(to_string(kind)) + " vectors of " + file.state.path +
-                            " are " + std::to_string(v.rows) + " x " + std::to_string(v.cols) +
-                            ", others " + std::to_string(e.vectors_per_item) + " x " +
-                            std::to_string(e.dim) +
-                            " (vectors of one model must agree in shape; re-indexing the "
-                            "folder rewrites them)"));
+        throw Error(
+            ErrorKind::kIndex,
+            s.where(std::string(to_string(kind)) + " vectors of " + file.state.path + " are " +
+                    std::to_string(v.rows) + " x " + std::to_string(v.cols) + ", others " +
+                    std::to_string(e.vectors_per_item) + " x " + std::to_string(e.dim) +
+                    " (vectors of one model must agree in shape; re-indexing the "
+                    "folder rewrites them)"));
       }
       e.values.insert(e.values.end(), v.values.begin(), v.values.end());
       ++e.count;

@@ -2,13 +2,13 @@
 // two-stage search for kinds of several vectors per item. Design: docs/STORE.md.
 #include <algorithm>
 #include <atomic>
-#include <functional>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
-#include <queue>
 #include <mutex>
+#include <queue>
 #include <thread>
 #include <unordered_set>
 
@@ -73,9 +73,9 @@ struct View {
   const SegmentArray* mean_scales = nullptr;
   const float* mean_norm = nullptr;
   const float* radius = nullptr;
-  const std::int32_t* owners = nullptr;  // (item, caption) per entry
-  std::vector<char> item_allowed;       // live and in the scope; empty: every item
-  std::vector<char> item_excluded;      // the query images; empty: none
+  const std::int32_t* owners = nullptr;    // (item, caption) per entry
+  std::vector<char> item_allowed;          // live and in the scope; empty: every item
+  std::vector<char> item_excluded;         // the query images; empty: none
   std::vector<VectorOwner> memory_owners;  // segment_id -1: the owner of each entry
   // Per term the first-stage score of each entry (exact unless the term needs a re-score),
   // and the fused lower and upper bounds.
@@ -108,7 +108,8 @@ void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, s
   const Embeddings& q = term.query;
   const int query_rows = term.rule == ScoreRule::kCls ? 1 : q.vectors_per_item;
   const std::int64_t n = end - begin;
-  if (vpi == 1 || term.rule == ScoreRule::kMaxOverQueries || term.rule == ScoreRule::kMeanOfQueries) {
+  if (vpi == 1 || term.rule == ScoreRule::kMaxOverQueries ||
+      term.rule == ScoreRule::kMeanOfQueries) {
     const SegmentArray& rows = vpi == 1 ? *view.vectors : *view.mean;
     const SegmentArray* scales = vpi == 1 ? view.scales : view.mean_scales;
     const float* scale = view.scale_data(scales);
@@ -134,7 +135,8 @@ void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, s
   seg.verify_rows(*view.vectors, begin * vpi, n * vpi);
   const float* scale = view.scale_data(view.scales);
   for (std::int64_t e = begin; e < end; ++e) {
-    kernels::scan_rows(view.vectors->type, seg.data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
+    kernels::scan_rows(view.vectors->type,
+                       seg.data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
                        scale ? scale + e * vpi : nullptr, 1, dim, q.values.data(), 1, out + e);
   }
 }
@@ -206,7 +208,8 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   }
   if (weight_sum == 0.0) throw Error(ErrorKind::kUsage, "all query term weights are zero");
   std::vector<float> weights;
-  for (const SearchTerm& t : request.terms) weights.push_back(static_cast<float>(t.weight / weight_sum));
+  for (const SearchTerm& t : request.terms)
+    weights.push_back(static_cast<float>(t.weight / weight_sum));
 
   SearchResult result;
   const auto started = std::chrono::steady_clock::now();
@@ -287,7 +290,8 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     if (inline_vectors.embeddings.count > 0) {
       const Embeddings& e = inline_vectors.embeddings;
       std::vector<SegmentEntry> entries;
-      for (std::int64_t i = 0; i < e.count; ++i) entries.push_back({static_cast<int>(i), -1, e.item(i)});
+      for (std::int64_t i = 0; i < e.count; ++i)
+        entries.push_back({static_cast<int>(i), -1, e.item(i)});
       SegmentBuilder builder(model_id, e.count);
       builder.add_kind(request.kind, VectorEncoding::kFloat32, e.vectors_per_item, e.dim, entries);
       View view;
@@ -429,7 +433,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   }
   const auto worse = [](const Scored& a, const Scored& b) { return a.score > b.score; };
   std::priority_queue<Scored, std::vector<Scored>, decltype(worse)> best(worse);
-  const std::int64_t cap = request.exact ? std::numeric_limits<std::int64_t>::max()
+  const std::int64_t cap = request.exact              ? std::numeric_limits<std::int64_t>::max()
                            : request.max_rescored > 0 ? request.max_rescored
                                                       : kDefaultMaxRescored;
   std::size_t done = 0;
@@ -443,8 +447,9 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     // The chunk's exact scores in parallel (at most `cap` re-scores in all), then the stop
     // test in upper-bound order; work past the stop point is bounded by one chunk.
     const std::size_t scored_end =
-        any_rescore ? std::min<std::size_t>(end, done + std::max<std::int64_t>(0, cap - result.rescored))
-                    : end;
+        any_rescore
+            ? std::min<std::size_t>(end, done + std::max<std::int64_t>(0, cap - result.rescored))
+            : end;
     std::vector<Scored> exact(scored_end - done);
     const std::int64_t per_task = 256;
     const std::int64_t chunk_tasks =
@@ -525,7 +530,8 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
       match.owner.category = owner.text(2);
       owner.reset();
       match.owner.caption_index = is_caption_kind(request.kind) ? caption_index : -1;
-      caption.bind(1, match.owner.file_id).bind(2, static_cast<std::int64_t>(std::max(caption_index, 0)));
+      caption.bind(1, match.owner.file_id)
+          .bind(2, static_cast<std::int64_t>(std::max(caption_index, 0)));
       if (caption.step()) {
         match.owner.caption = caption.text(0);
         match.owner.caption_en = caption.text(1);
@@ -534,12 +540,14 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     }
     result.matches.push_back(std::move(match));
   }
-  std::sort(result.matches.begin(), result.matches.end(), [](const SearchMatch& a, const SearchMatch& b) {
-    if (a.score != b.score) return a.score > b.score;
-    if (a.owner.path != b.owner.path) return a.owner.path < b.owner.path;
-    return a.owner.caption_index < b.owner.caption_index;
-  });
-  if (static_cast<std::int64_t>(result.matches.size()) > request.k) result.matches.resize(request.k);
+  std::sort(result.matches.begin(), result.matches.end(),
+            [](const SearchMatch& a, const SearchMatch& b) {
+              if (a.score != b.score) return a.score > b.score;
+              if (a.owner.path != b.owner.path) return a.owner.path < b.owner.path;
+              return a.owner.caption_index < b.owner.caption_index;
+            });
+  if (static_cast<std::int64_t>(result.matches.size()) > request.k)
+    result.matches.resize(request.k);
   return result;
 }
 

@@ -95,11 +95,11 @@ std::optional<std::int64_t> IndexStore::Impl::write_segment(
         blocks.vectors_per_item = v.rows;
         blocks.dim = v.cols;
       } else if (v.rows != blocks.vectors_per_item || v.cols != blocks.dim) {
-        throw Error(ErrorKind::kUsage,
-                    files[r]->state.path + ": " + to_string(v.kind) + " vectors are " +
-                        std::to_string(v.rows) + " x " + std::to_string(v.cols) +
-                        ", others in the batch " + std::to_string(blocks.vectors_per_item) +
-                        " x " + std::to_string(blocks.dim));
+        throw Error(ErrorKind::kUsage, files[r]->state.path + ": " + to_string(v.kind) +
+                                           " vectors are " + std::to_string(v.rows) + " x " +
+                                           std::to_string(v.cols) + ", others in the batch " +
+                                           std::to_string(blocks.vectors_per_item) + " x " +
+                                           std::to_string(blocks.dim));
       }
       blocks.entries.push_back({static_cast<int>(r), v.caption_index, v.values.data()});
     }
@@ -123,7 +123,8 @@ std::optional<std::int64_t> IndexStore::Impl::write_segment(
   std::error_code ec;
   fs::create_directories(segments_dir(), ec);
   if (ec) {
-    throw Error(ErrorKind::kIndex, "cannot create " + segments_dir().string() + ": " + ec.message());
+    throw Error(ErrorKind::kIndex,
+                "cannot create " + segments_dir().string() + ": " + ec.message());
   }
   const std::string name = random_segment_name();
   write_segment_file(segments_dir() / name, bytes);
@@ -158,7 +159,10 @@ void IndexStore::Impl::read_segment_vectors(std::int64_t segment_id, std::int64_
     std::int64_t lo = 0, hi = owners.rows;
     while (lo < hi) {
       const std::int64_t mid = (lo + hi) / 2;
-      if (pairs[2 * mid] < row) lo = mid + 1; else hi = mid;
+      if (pairs[2 * mid] < row)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     for (std::int64_t e = lo; e < owners.rows && pairs[2 * e] == row; ++e) {
       StoredVectors v;
@@ -291,7 +295,8 @@ void IndexStore::Impl::after_write(std::int64_t model, const std::string& model_
       const auto header = segment_by_id(row.id)->header();
       for (const SegmentKind& k : header.kinds) {
         const auto it = encodings.find(k.kind);
-        encodings[k.kind] = it == encodings.end() ? k.encoding : more_precise(it->second, k.encoding);
+        encodings[k.kind] =
+            it == encodings.end() ? k.encoding : more_precise(it->second, k.encoding);
       }
     }
     std::sort(moved.begin(), moved.end(),
@@ -301,8 +306,9 @@ void IndexStore::Impl::after_write(std::int64_t model, const std::string& model_
     std::vector<fs::path> written;
     try {
       write_transaction("merge segments", [&] {
-        const auto merged =
-            files.empty() ? std::nullopt : write_segment(model, model_id, files, encodings, written);
+        const auto merged = files.empty()
+                                ? std::nullopt
+                                : write_segment(model, model_id, files, encodings, written);
         sqlite::Statement update(db,
                                  "UPDATE files SET segment_id = ?1, segment_row = ?2 "
                                  "WHERE id = ?3 AND segment_id = ?4 AND segment_row = ?5",

@@ -72,8 +72,7 @@ MMSEARCH_AVX2 float dot_f16_avx2(const std::uint16_t* a, const float* b, int n) 
   int i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
-    const __m256 x1 =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 8)));
+    const __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 8)));
     acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(b + i), acc0);
     acc1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(b + i + 8), acc1);
   }
@@ -216,8 +215,8 @@ void scan_rows(ArrayType type, const std::uint8_t* data, const float* scales, st
       return;
     case ArrayType::kI8:
       // The scale is positive, so the max over queries commutes with it.
-      scan_typed(reinterpret_cast<const std::int8_t*>(data), scales, count, dim, query,
-                 query_rows, out, dot_i8());
+      scan_typed(reinterpret_cast<const std::int8_t*>(data), scales, count, dim, query, query_rows,
+                 out, dot_i8());
       return;
     case ArrayType::kI32:
       break;

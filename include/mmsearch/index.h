@@ -14,10 +14,10 @@
 //   its commit is rolled back entirely by SQLite on the next open: the store is never half
 //   written, and a crash loses at most the batch that was being written.
 // * Versioning: the `meta` table carries `schema_version` (history in src/store_schema.cpp:
-//   1 = files, captions, vectors; 2 = + translation cache; 3 = vectors in segment files). A store written by a newer
-//   mmsearch is refused (Error kIndex) rather than misread. An older store is migrated by a
-//   read-write open, one version step per transaction; a read-only open never writes and
-//   reads an older store as it is: what later versions added is absent (e.g. translation
+//   1 = files, captions, vectors; 2 = + translation cache; 3 = vectors in segment files). A store
+//   written by a newer mmsearch is refused (Error kIndex) rather than misread. An older store is
+//   migrated by a read-write open, one version step per transaction; a read-only open never writes
+//   and reads an older store as it is: what later versions added is absent (e.g. translation
 //   lookups on a version-1 store without the cache find nothing) until a read-write open.
 // * Models never mix: every file row belongs to one model id, and every query names its model.
 //   The model id is the caller's (bundle name + hash of its manifest, e.g. "blip-base@3fa94c1d"),
@@ -143,7 +143,7 @@ struct SearchMatch {
 
 struct SearchResult {
   std::vector<SearchMatch> matches;  // best first; ties by path, then caption
-  std::int64_t searched = 0;  // entries in the scope (items, or captions for caption kinds)
+  std::int64_t searched = 0;         // entries in the scope (items, or captions for caption kinds)
   std::int64_t rescored = 0;         // entries whose full vectors were re-scored
   bool proven_exact = true;          // the first stage's bounds prove the top k exact
   double select_ms = 0, scan_ms = 0, rescore_ms = 0;

@@ -120,8 +120,8 @@ class SegmentFile {
 
 // The vectors of one entry (an item's image vectors or one caption's vectors), as given.
 struct SegmentEntry {
-  int item = 0;            // position of the file in the segment
-  int caption_index = -1;  // -1 for image kinds
+  int item = 0;                   // position of the file in the segment
+  int caption_index = -1;         // -1 for image kinds
   const float* values = nullptr;  // vectors_per_item * dim floats
 };
 

@@ -213,9 +213,9 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             open_encoder(global, bundle_for_scope(global, store, query.scope, options->model));
         std::vector<std::string> originals(terms.size());
         if (translator) originals = translate_terms(terms, *translator, store);
-        const double open_ms = std::chrono::duration<double, std::milli>(
-                                   std::chrono::steady_clock::now() - started)
-                                   .count();
+        const double open_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+                .count();
         const QueryResult result = run_query(*encoder, store, terms, query);
         const QueryPhases& phases = result.phases;
         spdlog::debug(
@@ -225,18 +225,19 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             result.searched, result.rescored, result.proven_exact ? "" : ", not proven exact",
             phases.rerank_ms);
         if (!result.proven_exact) {
-          spdlog::info("the first stage could not prove these top {} exact within {} "
-                       "re-scored items; --exact re-scores until it can",
-                       query.k, result.rescored);
+          spdlog::info(
+              "the first stage could not prove these top {} exact within {} "
+              "re-scored items; --exact re-scores until it can",
+              query.k, result.rescored);
         }
         const auto print_started = std::chrono::steady_clock::now();
         struct PrintTimer {
           std::chrono::steady_clock::time_point start;
           ~PrintTimer() {
-            spdlog::debug("query phases: print {:.2f} ms",
-                          std::chrono::duration<double, std::milli>(
-                              std::chrono::steady_clock::now() - start)
-                              .count());
+            spdlog::debug(
+                "query phases: print {:.2f} ms",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                    .count());
           }
         } print_timer{print_started};
 
@@ -257,9 +258,12 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           j["searched"] = result.searched;
           j["rescored"] = result.rescored;
           j["proven_exact"] = result.proven_exact;
-          j["phases_ms"] = {{"open", open_ms},          {"load", phases.load_ms},
-                            {"tokenize", phases.tokenize_ms}, {"forward", phases.forward_ms},
-                            {"search", phases.search_ms},   {"rerank", phases.rerank_ms}};
+          j["phases_ms"] = {{"open", open_ms},
+                            {"load", phases.load_ms},
+                            {"tokenize", phases.tokenize_ms},
+                            {"forward", phases.forward_ms},
+                            {"search", phases.search_ms},
+                            {"rerank", phases.rerank_ms}};
           if (translator) j["translator"] = translator->id();
           j["terms"] = nlohmann::json::array();
           for (std::size_t i = 0; i < terms.size(); ++i) {

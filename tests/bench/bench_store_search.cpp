@@ -68,7 +68,8 @@ void build(const std::string& dir, int items, int per_item, VectorEncoding encod
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s ITEMS VECTORS_PER_ITEM DIR [--build] [--encoding E]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s ITEMS VECTORS_PER_ITEM DIR [--build] [--encoding E]\n",
+                 argv[0]);
     return 2;
   }
   const int items = std::atoi(argv[1]);

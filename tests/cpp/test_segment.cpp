@@ -1,6 +1,4 @@
 // Vector segments: encodings, the first stage's bounds, and that damage is always detected.
-#include "mmsearch/segment.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +7,7 @@
 
 #include "../../src/vector_kernels.h"
 #include "mmsearch/error.h"
+#include "mmsearch/segment.h"
 #include "random_embeddings.h"
 #include "test_dirs.h"
 
@@ -19,7 +18,8 @@ using test_support::random_embeddings;
 
 std::vector<std::uint8_t> build(const Embeddings& e, VectorEncoding encoding) {
   std::vector<SegmentEntry> entries;
-  for (std::int64_t i = 0; i < e.count; ++i) entries.push_back({static_cast<int>(i), -1, e.item(i)});
+  for (std::int64_t i = 0; i < e.count; ++i)
+    entries.push_back({static_cast<int>(i), -1, e.item(i)});
   SegmentBuilder builder("m@1", e.count);
   builder.add_kind(VectorKind::kImageProj, encoding, e.vectors_per_item, e.dim, entries);
   return builder.serialize();
@@ -65,18 +65,19 @@ TEST(Segment, FirstStageBoundsHoldForEveryQuery) {
     const SegmentHeader& h = seg->header();
     const SegmentArray& mean = *h.find_array("image_proj.mean");
     const SegmentArray* mean_scales = h.find_array("image_proj.mean.scale");
-    const auto* radius = reinterpret_cast<const float*>(seg->data(*h.find_array("image_proj.radius")));
+    const auto* radius =
+        reinterpret_cast<const float*>(seg->data(*h.find_array("image_proj.radius")));
     const std::vector<float> decoded = decode_all(*seg);
     for (std::int64_t q = 0; q < queries.count; ++q) {
       std::vector<float> lower(items.count);
-      kernels::scan_rows(mean.type, seg->data(mean),
-                         mean_scales ? reinterpret_cast<const float*>(seg->data(*mean_scales))
-                                     : nullptr,
-                         items.count, 32, queries.item(q), 1, lower.data());
+      kernels::scan_rows(
+          mean.type, seg->data(mean),
+          mean_scales ? reinterpret_cast<const float*>(seg->data(*mean_scales)) : nullptr,
+          items.count, 32, queries.item(q), 1, lower.data());
       for (std::int64_t i = 0; i < items.count; ++i) {
         std::vector<float> rows(8);
-        kernels::scan_rows(ArrayType::kF32, reinterpret_cast<const std::uint8_t*>(
-                                                decoded.data() + i * 8 * 32),
+        kernels::scan_rows(ArrayType::kF32,
+                           reinterpret_cast<const std::uint8_t*>(decoded.data() + i * 8 * 32),
                            nullptr, 8, 32, queries.item(q), 1, rows.data());
         const float exact = *std::max_element(rows.begin(), rows.end());
         EXPECT_LE(lower[i], exact + 1e-5f);
@@ -106,7 +107,8 @@ TEST(Segment, ScanKernelsAgreeWithAPlainDotProduct) {
 class SegmentFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = test_support::fresh_test_dir("segment", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = test_support::fresh_test_dir(
+        "segment", ::testing::UnitTest::GetInstance()->current_test_info()->name());
     path_ = dir_ / "a.seg";
     write_segment_file(path_, build(random_embeddings(3000, 1, 64, 6), VectorEncoding::kFloat16));
   }
@@ -153,7 +155,8 @@ TEST_F(SegmentFileTest, AFlippedHeaderByteOrATruncatedFileIsRefused) {
   EXPECT_NE(error_of_open().find("header checksum"), std::string::npos);
   fs::resize_file(path_, 0);
   EXPECT_NE(error_of_open().find("corrupt"), std::string::npos);
-  write_segment_file(dir_ / "b.seg", build(random_embeddings(10, 1, 8, 7), VectorEncoding::kFloat32));
+  write_segment_file(dir_ / "b.seg",
+                     build(random_embeddings(10, 1, 8, 7), VectorEncoding::kFloat32));
   fs::resize_file(dir_ / "b.seg", fs::file_size(dir_ / "b.seg") - 9);
   path_ = dir_ / "b.seg";
   EXPECT_NE(error_of_open().find("outside the file"), std::string::npos);

@@ -21,14 +21,16 @@ constexpr int kDim = 24;
 
 // Items clustered like photos: a few themes, each image a noisy copy of its theme, each query
 // vector a noisy copy of its image (so the first stage has something to go on, as in BLIP-2).
-std::vector<IndexedFile> make_files(int count, int first, unsigned seed, const std::string& folder) {
+std::vector<IndexedFile> make_files(int count, int first, unsigned seed,
+                                    const std::string& folder) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal;
   const Embeddings themes = random_embeddings(6, 1, kDim, 99);
   std::vector<IndexedFile> files;
   for (int i = first; i < first + count; ++i) {
     IndexedFile f;
-    f.state = {folder + "/img" + std::to_string(i) + ".jpg", 100 + i, 1000 + i, "xxh64:" + std::to_string(i)};
+    f.state = {folder + "/img" + std::to_string(i) + ".jpg", 100 + i, 1000 + i,
+               "xxh64:" + std::to_string(i)};
     f.category = "theme" + std::to_string(i % 6);
     f.captions.push_back({"caption " + std::to_string(i), ""});
     StoredVectors image;
@@ -80,7 +82,8 @@ std::vector<std::string> brute_force(const IndexStore& store, const fs::path& sc
       weights += std::fabs(term.weight);
     }
     const float score = static_cast<float>(fused / weights);
-    if (score >= request.threshold) scored.emplace_back(score, path + "#" + loaded.owners[i].caption);
+    if (score >= request.threshold)
+      scored.emplace_back(score, path + "#" + loaded.owners[i].caption);
   }
   std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -110,8 +113,9 @@ class StoreSearch : public ::testing::TestWithParam<VectorEncoding> {
  protected:
   void SetUp() override {
     dir_ = test_support::fresh_test_dir(
-        "store_search", std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())
-                            .substr(0, 40) + to_string(GetParam()));
+        "store_search",
+        std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()).substr(0, 40) +
+            to_string(GetParam()));
     store_ = std::make_unique<IndexStore>(dir_ / "index.sqlite3");
     store_->set_vector_encoding(GetParam());
     // Several batches: several segments, some merged.
@@ -228,7 +232,8 @@ TEST(StoreSegments, ADamagedSegmentIsACorruptStoreNeverGarbage) {
   IndexStore store(dir / "index.sqlite3");
   store.upsert_batch("m@1", make_files(50, 0, 1, "/p"));
   fs::path segment;
-  for (const auto& entry : fs::directory_iterator(dir / "index.sqlite3.segments")) segment = entry.path();
+  for (const auto& entry : fs::directory_iterator(dir / "index.sqlite3.segments"))
+    segment = entry.path();
   {
     std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(static_cast<std::streamoff>(fs::file_size(segment) / 2));
