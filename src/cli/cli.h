@@ -48,6 +48,8 @@ Command register_query(CLI::App& root, GlobalOptions& global);
 Command register_simmatrix(CLI::App& root, GlobalOptions& global);
 Command register_eval(CLI::App& root, GlobalOptions& global);
 Command register_translate(CLI::App& root, GlobalOptions& global);
+Command register_import(CLI::App& root, GlobalOptions& global);
+Command register_export_vectors(CLI::App& root, GlobalOptions& global);
 
 // --models, --threads, --dtype, --no-verify, -v and -q, in a "Global options" group of `app`.
 void add_global_options(CLI::App* app, GlobalOptions& global);
