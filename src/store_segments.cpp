@@ -24,6 +24,9 @@ constexpr int kSegmentsPerTier = 8;
 // A merge stops at about this size, which bounds the memory a merge needs (it is built in
 // memory) and the time it holds the write lock.
 constexpr std::uint64_t kMaxMergedBytes = 256ull << 20;
+// Segments this large are left as they are (unless mostly dead): merging them would rewrite a
+// lot for little gain in query time, and an import writes segments this large directly.
+constexpr std::uint64_t kLargeSegmentBytes = 64ull << 20;
 // A segment at most this live is rewritten without its dead rows.
 constexpr double kRewriteLiveFraction = 0.5;
 
@@ -236,7 +239,7 @@ std::vector<SegmentRow> pick_merge(const IndexStore::Impl& s, std::int64_t model
     SegmentRow row{q.int64(0), q.int64(1), q.int64(2), q.int64(3), q.text(4)};
     if (row.live < row.items * kRewriteLiveFraction) return {row};
     if (static_cast<std::uint64_t>(row.bytes) * row.live / std::max<std::int64_t>(row.items, 1) <
-        kMaxMergedBytes / 2) {
+        kLargeSegmentBytes) {
       tiers[tier_of(row.live)].push_back(row);
     }
   }

@@ -21,8 +21,8 @@ namespace {
 
 constexpr float kNormTolerance = 1e-2f;
 constexpr float kExactNorm = 1e-5f;  // a float32 sum of squares of a unit vector stays closer
-constexpr std::size_t kMaxBatchItems = 4096;
-constexpr std::size_t kBatchBytes = std::size_t{32} << 20;  // two batches are in flight
+constexpr std::size_t kMaxBatchItems = 16384;
+constexpr std::size_t kBatchBytes = std::size_t{160} << 20;  // two batches are in flight; each becomes one segment of ~80 MiB (fp16), past the size merges stop at
 
 [[noreturn]] void input_error(const std::string& message) {
   throw Error(ErrorKind::kInput, message);

@@ -82,8 +82,9 @@ VectorFolder open_vector_folder(const std::filesystem::path& dir, const Manifest
 void read_vector_records(const VectorFolder& folder, std::size_t batch_size,
                          const std::function<void(std::vector<IndexedFile>&)>& visit);
 
-// Items per batch when none is given: 4096, fewer when that would hold more than 32 MiB of
-// vectors (BLIP-2 with E = 256, D = 768 and a caption each: about 860).
+// Items per batch when none is given: 16384, fewer when that would hold more than 160 MiB of
+// vectors (BLIP-2 with E = 256, D = 768 and a caption each: about 4300). Each batch becomes
+// one segment large enough that the store does not merge it again (docs/STORE.md).
 std::size_t default_import_batch(const VectorFolder& folder);
 
 struct VectorProgress {

@@ -22,6 +22,7 @@ struct ImportArgs {
   bool skip_checksums = false;
   bool any_model = false;
   bool json = false;
+  std::string vectors = "fp16";
 };
 
 nlohmann::json import_json(const VectorFolder& folder, const VectorImportSummary& summary,
@@ -53,7 +54,10 @@ int run_import(const GlobalOptions& global, const ImportArgs& args) {
       open_vector_folder(args.dir, bundle.manifest(), bundle.identity(), options);
   for (const auto& warning : folder.warnings) spdlog::warn("{}", warning);
   std::optional<IndexStore> store;
-  if (!args.dry_run) store.emplace(default_index_path());
+  if (!args.dry_run) {
+    store.emplace(default_index_path());
+    store->set_vector_encoding(vector_encoding_from_string(args.vectors));
+  }
   Progress progress("importing", !global.quiet);
   const VectorImportSummary summary =
       import_vectors(folder, store ? &*store : nullptr, args.batch_size,
@@ -95,9 +99,12 @@ Command register_import(CLI::App& root, GlobalOptions& global) {
   app->add_option("--root", args->root,
                   "Folder that relative \"file\" paths are under (default: DIR)");
   app->add_option("--batch-size", args->batch_size,
-                  "Items per store transaction (default: 4096, fewer for large vectors)")
+                  "Items per store transaction (default: 16384, fewer for large vectors)")
       ->check(CLI::Range(1, 1 << 20));
   app->add_flag("--dry-run", args->dry_run, "Check every line and row, write nothing");
+  app->add_option("--vectors", args->vectors,
+                  "How the vectors are stored: fp16 (default), fp32 (exact) or int8")
+      ->check(CLI::IsMember({"fp16", "fp32", "int8"}));
   app->add_flag("--skip-checksums", args->skip_checksums,
                 "Do not verify the files against format.json's checksums");
   app->add_flag("--any-model", args->any_model,

@@ -70,7 +70,8 @@ def queries(run: Runner, photos: Path, model: str) -> dict:
 def indexed_export(run: Runner, tmp_path: Path, model: str, *export_args) -> tuple:
     photos = tmp_path / "photos"
     write_photos(photos)
-    run.json("index", photos, "--model", model, "--json")
+    # Exact vectors on both sides, so the round trip can be compared value for value.
+    run.json("index", photos, "--model", model, "--json", "--vectors", "fp32")
     out = tmp_path / f"export-{model}"
     summary = run.json("export-vectors", out, "--model", model, "--json", *export_args)
     return photos, out, summary
@@ -99,7 +100,7 @@ def test_an_imported_export_answers_like_the_index(run, tmp_path, model):
     assert Path(first["file"]).is_absolute() and first["category"] in KINDS
 
     fresh = other_home(run, "imported")
-    imported = fresh.json("import", out, "--model", model, "--json")
+    imported = fresh.json("import", out, "--model", model, "--json", "--vectors", "fp32")
     assert (imported["items"], imported["captions"], imported["local_files"]) == (9, 9, 9)
     assert imported["arrays"] == ["image_proj", "image_embed", "text_proj", "multimodal"]
     assert imported["items_per_second"] > 0 and imported["dry_run"] is False
