@@ -288,6 +288,17 @@ SegmentFile::~SegmentFile() {
   if (mapped_) ::munmap(const_cast<std::uint8_t*>(base_), size_);
 }
 
+void SegmentFile::advise(const SegmentArray& array, Access access) const {
+  if (!mapped_ || array.data_bytes() == 0) return;
+  // madvise wants page-aligned ranges; widening to whole pages only covers neighbours.
+  const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(base_ + array.offset) / page * page;
+  const auto end = reinterpret_cast<std::uintptr_t>(base_ + array.offset + array.data_bytes());
+  // Advice only: a kernel that declines it changes nothing but speed.
+  ::madvise(reinterpret_cast<void*>(begin), end - begin,
+            access == Access::kScan ? MADV_WILLNEED : MADV_RANDOM);
+}
+
 void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
                               std::int64_t count) const {
   if (count <= 0) return;

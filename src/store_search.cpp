@@ -147,7 +147,8 @@ float rescore(const View& view, const SearchTerm& term, std::int64_t e) {
   const int vpi = view.kind->vectors_per_item;
   view.segment->verify_rows(*view.vectors, e * vpi, vpi);
   if (view.scales) view.segment->verify_rows(*view.scales, e * vpi, vpi);
-  std::vector<float> scores(vpi);
+  thread_local std::vector<float> scores;
+  scores.resize(vpi);
   const float* scale = view.scale_data(view.scales);
   kernels::scan_rows(view.vectors->type,
                      view.segment->data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
@@ -319,8 +320,11 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
                                            "--rebuild");
       }
     }
+    if (view.kind->vectors_per_item == 1) view.segment->advise(*view.vectors, SegmentFile::Access::kScan);
     if (view.kind->vectors_per_item > 1) {
+      view.segment->advise(*view.vectors, SegmentFile::Access::kRandom);
       view.mean = h.find_array(segment_array_name(request.kind, "mean"));
+      if (view.mean) view.segment->advise(*view.mean, SegmentFile::Access::kScan);
       view.mean_scales = h.find_array(segment_array_name(request.kind, "mean.scale"));
       const SegmentArray* norm = h.find_array(segment_array_name(request.kind, "mean_norm"));
       const SegmentArray* radius = h.find_array(segment_array_name(request.kind, "radius"));

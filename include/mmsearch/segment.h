@@ -99,6 +99,11 @@ class SegmentFile {
   const std::string& label() const { return label_; }
   std::size_t file_bytes() const { return size_; }
   const std::uint8_t* data(const SegmentArray& array) const { return base_ + array.offset; }
+  // Tells the kernel how an array will be read: kScan reads it all (read ahead, in the
+  // background), kRandom reads a few rows here and there (no read-ahead, so a re-score of 16
+  // KiB reads 16 KiB from disk, not 128 KiB, and the process maps only what it touches).
+  enum class Access { kScan, kRandom };
+  void advise(const SegmentArray& array, Access access) const;
   // Checks the checksums of every block overlapping rows [first, first + count) of `array`;
   // throws Error(kIndex) naming the file, the array and the block on a mismatch. A block that
   // passed once is not hashed again by this object (the file is immutable): a long-lived

@@ -9,8 +9,8 @@ The synthetic vectors are shaped like a photo collection, not uniform noise: eve
 to a theme. 20 themes are the bench queries' own text vectors (so every query has true matches,
 as a real query does), the rest are random directions. Each image is a noisy copy of its theme,
 and for BLIP-2 each of its 32 query vectors is a noisy copy of the image. The noise levels are
-parameters (--image-noise, --query-noise); see docs/PERFORMANCE.md for what they mean for
-recall.
+parameters (--image-noise, --query-noise, each the ratio of the noise's norm to the
+signal's); see docs/PERFORMANCE.md for what they mean for recall.
 
 Usage:
   tests/bench/bench_query.py --bin build/mmsearch --models DIR_WITH_FULL_SIZE_BUNDLES \
@@ -99,9 +99,13 @@ def generate(folder, n, per_item, queries, args, seed=1234):
         for start in range(0, n, CHUNK):
             m = min(CHUNK, n - start)
             theme = rng.integers(0, len(themes), m)
-            image = normalise(themes[theme] + args.image_noise * rng.standard_normal((m, dim)))
+            # Noise is scaled to unit expected norm, so a level of 1 means as much noise as
+            # signal (cosine ~0.7 between an image and its theme).
+            scale = 1.0 / np.sqrt(dim)
+            image = normalise(themes[theme] + args.image_noise * scale *
+                              rng.standard_normal((m, dim)))
             if per_item > 1:
-                vectors = normalise(image[:, None, :] + args.query_noise *
+                vectors = normalise(image[:, None, :] + args.query_noise * scale *
                                     rng.standard_normal((m, per_item, dim)))
                 scores = np.einsum("mqd,td->tmq", vectors, queries, optimize=True).max(axis=2)
             else:
@@ -171,8 +175,10 @@ def main():
     parser.add_argument("--shapes", default="blip,blip2")
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--themes", type=int, default=2000)
-    parser.add_argument("--image-noise", type=float, default=0.5)
-    parser.add_argument("--query-noise", type=float, default=1.0)
+    parser.add_argument("--image-noise", type=float, default=1.0,
+                        help="noise norm / signal norm of an image around its theme")
+    parser.add_argument("--query-noise", type=float, default=1.0,
+                        help="BLIP-2: noise norm / signal norm of a query vector around its image")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
