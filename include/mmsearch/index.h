@@ -149,7 +149,7 @@ struct SearchResult {
   double select_ms = 0, scan_ms = 0, rescore_ms = 0;
 };
 
-inline constexpr std::int64_t kDefaultMaxRescored = 16384;
+inline constexpr std::int64_t kDefaultMaxRescored = 2048;
 
 struct ModelUsage {
   std::string model_id;

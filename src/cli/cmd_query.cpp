@@ -154,7 +154,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
                 "Re-score until the top k is proven exact (BLIP-2: however many candidates it "
                 "takes)");
   app->add_option("--max-rescored", options->max_rescored,
-                  "BLIP-2: most candidates re-scored with all query vectors (default 16384)")
+                  "BLIP-2: most candidates re-scored with all query vectors (default 2048)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   add_translation_options(app, options->translation, "the text terms");
 

@@ -52,7 +52,8 @@ def main():
             path = photos / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(tiny_png(i))
-            meta.write(json.dumps({"file": str(path)}) + "\n")
+            # The category `index` derives (the first sub-folder), so that nothing differs.
+            meta.write(json.dumps({"file": str(path), "category": rel.split("/")[0]}) + "\n")
     rng = np.random.default_rng(1)
     v = rng.standard_normal((args.files, dim)).astype(np.float32)
     np.save(vectors / "image_proj.npy", v / np.linalg.norm(v, axis=1, keepdims=True))
