@@ -10,8 +10,7 @@ namespace mmsearch {
 void for_each_score_row(const Embeddings& queries, const Embeddings& items, ScoreRule rule,
                         const std::vector<std::int64_t>* rows,
                         const std::function<void(std::int64_t, const std::vector<float>&)>& visit) {
-  // Reduce the items once rather than once per query, as score_matrix() does, so the rows are
-  // the same numbers.
+  // Reduce the items once rather than once per query.
   Embeddings reduced;
   const Embeddings* scored = &items;
   if (rule == ScoreRule::kMeanOfQueries && items.vectors_per_item > 1) {

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "mmsearch/error.h"
+#include "mmsearch/score_rows.h"
 
 namespace mmsearch {
 namespace {
@@ -172,23 +173,11 @@ std::vector<float> score_matrix(const Embeddings& queries, const Embeddings& ite
   check_shape(items, "items");
   std::vector<float> matrix(static_cast<std::size_t>(queries.count * items.count));
   if (queries.count == 0 || items.count == 0) return matrix;
-  // Reduce each side once rather than once per query.
-  Embeddings reduced_items;
-  const Embeddings* scored_items = &items;
-  if (rule == ScoreRule::kMeanOfQueries && items.vectors_per_item > 1) {
-    reduced_items = mean_of_queries(items);
-    scored_items = &reduced_items;
-  }
-  Embeddings one;
-  one.count = 1;
-  one.vectors_per_item = queries.vectors_per_item;
-  one.dim = queries.dim;
-  const std::size_t query_size = static_cast<std::size_t>(queries.vectors_per_item) * queries.dim;
-  for (std::int64_t r = 0; r < queries.count; ++r) {
-    one.values.assign(queries.item(r), queries.item(r) + query_size);
-    const std::vector<float> row = score_items(one, *scored_items, rule);
-    std::copy(row.begin(), row.end(), matrix.begin() + r * items.count);
-  }
+  // One row at a time, as the streamed callers score them: the same numbers bit for bit.
+  for_each_score_row(queries, items, rule, nullptr,
+                     [&](std::int64_t r, const std::vector<float>& row) {
+                       std::copy(row.begin(), row.end(), matrix.begin() + r * items.count);
+                     });
   return matrix;
 }
 

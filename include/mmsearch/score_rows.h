@@ -16,7 +16,7 @@ namespace mmsearch {
 // `queries` in order when `rows` is null), with r's scores against every item of `items` under
 // `rule`: exactly row r of score_matrix(queries, items, rule), bit for bit. Only one row is
 // held at a time. Items are reduced once (mean_of_queries) when the rule needs it, as
-// score_matrix does. Throws Error(kUsage) on inconsistent shapes or a row out of range.
+// score_matrix (built on this) does. Throws Error(kUsage) on inconsistent shapes or a row out of range.
 void for_each_score_row(const Embeddings& queries, const Embeddings& items, ScoreRule rule,
                         const std::vector<std::int64_t>* rows,
                         const std::function<void(std::int64_t, const std::vector<float>&)>& visit);
