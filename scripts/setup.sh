@@ -9,7 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libopencv-dev libjpeg-dev libpng-dev
   libsentencepiece-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
-  libicu-dev libsqlite3-dev libssl-dev libcsv-dev libxxhash-dev
+  libicu-dev libsqlite3-dev libssl-dev libcsv-dev libxxhash-dev libfaiss-dev
   libgif-dev libexif-dev libopencv-contrib-dev libfontconfig-dev fonts-noto-cjk
   googletest libgtest-dev
   python3-torch python3-torchvision python3-pil python3-numpy python3-pytest

@@ -81,6 +81,7 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   request.threshold = options.threshold;
   request.exact = options.exact;
   request.max_rescored = options.max_rescored;
+  request.nprobe = options.nprobe;
   std::optional<std::size_t> rerank_term;  // index into terms
   for (std::size_t t = 0; t < terms.size(); ++t) {
     const QueryTerm& term = terms[t];
@@ -136,6 +137,8 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   result.searched = found.searched;
   result.rescored = found.rescored;
   result.proven_exact = found.proven_exact;
+  result.approximate = found.approximate;
+  result.nprobe = found.nprobe;
   if (found.searched == 0) {
     // Nothing to score: not indexed with this model, unless the query images were all it held.
     bool indexed = false;

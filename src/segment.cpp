@@ -153,16 +153,12 @@ void SegmentBuilder::add_kind(VectorKind kind, VectorEncoding encoding, int vect
   kinds_.push_back({kind, encoding, vectors_per_item, dim, n});
 }
 
-std::vector<std::uint8_t> SegmentBuilder::serialize() const {
-  SegmentHeader header;
-  header.model_id = model_id_;
-  header.items = items_;
-  header.kinds = kinds_;
-  for (const PendingArray& p : arrays_) header.arrays.push_back(p.array);
-  // Offsets live in the header, whose length depends on them: lay out from a guessed start
-  // and grow it until the header fits in front of the data.
+namespace {
+
+// Offsets live in the header, whose length depends on them: lays out from a guessed start and
+// grows it until the header fits in front of the data. Returns the prefix; sets the offsets.
+std::vector<std::uint8_t> lay_out(SegmentHeader& header) {
   std::uint64_t data_start = 4096;
-  std::vector<std::uint8_t> prefix;
   while (true) {
     std::uint64_t offset = data_start;
     for (SegmentArray& a : header.arrays) {
@@ -170,29 +166,108 @@ std::vector<std::uint8_t> SegmentBuilder::serialize() const {
       a.checksums_offset = a.offset + a.data_bytes();
       offset = align_up(a.checksums_offset + a.blocks() * sizeof(std::uint64_t), kAlignment);
     }
-    prefix = serialize_segment_prefix(header);
-    if (prefix.size() <= data_start) break;
+    std::vector<std::uint8_t> prefix = serialize_segment_prefix(header);
+    if (prefix.size() <= data_start) return prefix;
     data_start = align_up(prefix.size(), 4096);
   }
-  const SegmentArray& last = header.arrays.empty() ? SegmentArray{} : header.arrays.back();
-  const std::uint64_t total = header.arrays.empty()
-                                  ? prefix.size()
-                                  : last.checksums_offset + last.blocks() * sizeof(std::uint64_t);
-  std::vector<std::uint8_t> out(total, 0);
+}
+
+std::uint64_t laid_out_size(const SegmentHeader& header, std::size_t prefix_bytes) {
+  if (header.arrays.empty()) return prefix_bytes;
+  const SegmentArray& last = header.arrays.back();
+  return last.checksums_offset + last.blocks() * sizeof(std::uint64_t);
+}
+
+std::uint64_t block_checksum(const SegmentArray& a, const std::uint8_t* data, std::int64_t b) {
+  const std::uint64_t begin = b * a.block_rows * a.row_bytes();
+  const std::uint64_t end =
+      std::min<std::uint64_t>(begin + a.block_rows * a.row_bytes(), a.data_bytes());
+  return XXH3_64bits(data + begin, end - begin);
+}
+
+void sync_parent(const fs::path& path) {
+  // The new name must be durable too before SQLite commits a row naming it.
+  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> SegmentBuilder::serialize() const {
+  SegmentHeader header;
+  header.model_id = model_id_;
+  header.items = items_;
+  header.kinds = kinds_;
+  for (const PendingArray& p : arrays_) header.arrays.push_back(p.array);
+  const std::vector<std::uint8_t> prefix = lay_out(header);
+  std::vector<std::uint8_t> out(laid_out_size(header, prefix.size()), 0);
   std::memcpy(out.data(), prefix.data(), prefix.size());
   for (std::size_t i = 0; i < arrays_.size(); ++i) {
     const SegmentArray& a = header.arrays[i];
     const std::vector<std::uint8_t>& data = arrays_[i].data;
     if (!data.empty()) std::memcpy(out.data() + a.offset, data.data(), data.size());
     for (std::int64_t b = 0; b < a.blocks(); ++b) {
-      const std::uint64_t begin = b * a.block_rows * a.row_bytes();
-      const std::uint64_t end =
-          std::min<std::uint64_t>(begin + a.block_rows * a.row_bytes(), data.size());
-      const std::uint64_t sum = XXH3_64bits(data.data() + begin, end - begin);
+      const std::uint64_t sum = block_checksum(a, data.data(), b);
       std::memcpy(out.data() + a.checksums_offset + b * sizeof(sum), &sum, sizeof sum);
     }
   }
   return out;
+}
+
+void write_array_file(const fs::path& path, const std::string& model_id, std::int64_t items,
+                      const std::vector<ArrayToWrite>& arrays) {
+  SegmentHeader header;
+  header.model_id = model_id;
+  header.items = items;
+  for (const ArrayToWrite& w : arrays) {
+    SegmentArray a;
+    a.name = w.name;
+    a.type = w.type;
+    a.rows = w.rows;
+    a.row_elems = w.row_elems;
+    a.block_rows = std::max<std::int64_t>(1, w.block_rows);
+    header.arrays.push_back(a);
+  }
+  const std::vector<std::uint8_t> prefix = lay_out(header);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) io_error(path, "create", errno);
+  auto fail = [&](const char* what, int error) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    io_error(path, what, error);
+  };
+  auto write_at = [&](const void* data, std::uint64_t size, std::uint64_t offset) {
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    while (size > 0) {
+      const ssize_t n = ::pwrite(fd, p, std::min<std::uint64_t>(size, 1 << 26), offset);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail("write", errno);
+      }
+      p += n;
+      offset += static_cast<std::uint64_t>(n);
+      size -= static_cast<std::uint64_t>(n);
+    }
+  };
+  // The padding between arrays reads as zeros: the file is extended to its size first.
+  if (::ftruncate(fd, static_cast<off_t>(laid_out_size(header, prefix.size()))) != 0) {
+    fail("size", errno);
+  }
+  write_at(prefix.data(), prefix.size(), 0);
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    const SegmentArray& a = header.arrays[i];
+    const auto* data = static_cast<const std::uint8_t*>(arrays[i].data);
+    if (a.data_bytes() > 0) write_at(data, a.data_bytes(), a.offset);
+    std::vector<std::uint64_t> sums(a.blocks());
+    for (std::int64_t b = 0; b < a.blocks(); ++b) sums[b] = block_checksum(a, data, b);
+    write_at(sums.data(), sums.size() * sizeof(std::uint64_t), a.checksums_offset);
+  }
+  if (::fsync(fd) != 0) fail("sync", errno);
+  ::close(fd);
+  sync_parent(path);
 }
 
 void write_segment_file(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
@@ -217,12 +292,7 @@ void write_segment_file(const fs::path& path, const std::vector<std::uint8_t>& b
     io_error(path, "sync", error);
   }
   ::close(fd);
-  // The new name must be durable too before SQLite commits a row naming it.
-  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  sync_parent(path);
 }
 
 // ---------------------------------------------------------------------------------------------

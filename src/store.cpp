@@ -215,7 +215,12 @@ RemovedRows IndexStore::remove_model(const std::string& model_id) {
         }
       }
     }
-    // Files (with captions and vectors) and segments cascade from the model row.
+    if (s.has_ann()) {
+      sqlite::Statement anns(s.db, "SELECT file_name FROM ann_indexes WHERE model = ?1", what);
+      anns.bind(1, *model);
+      while (anns.step()) segment_files.push_back(s.segments_dir() / anns.text(0));
+    }
+    // Files (with captions and vectors), segments and indexes cascade from the model row.
     sqlite::Statement remove(s.db, "DELETE FROM models WHERE id = ?1", what);
     remove.bind(1, *model).run();
   });

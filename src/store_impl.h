@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "mmsearch/ann_index.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/segment.h"
@@ -40,6 +41,25 @@ constexpr const char* kScopeClause = "(f.path = ?2 OR (f.path >= ?3 AND f.path <
 inline void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
   q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
 }
+
+// A read snapshot: every SELECT until the end sees one committed state of the store.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(const sqlite::Database& db) : db_(const_cast<sqlite::Database&>(db)) {
+    db_.exec("BEGIN", "begin read");
+  }
+  ~ReadSnapshot() {
+    try {
+      db_.exec("COMMIT", "end read");
+    } catch (...) {
+    }
+  }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+ private:
+  sqlite::Database& db_;
+};
 
 struct IndexStore::Impl {
   Impl(store_schema::OpenedDatabase opened, bool opened_read_only)
@@ -89,6 +109,13 @@ struct IndexStore::Impl {
   // Read-write open: deletes segment files no committed row names (a crash between writing
   // a segment and committing it), and moves vectors still in the old BLOB table.
   void recover_segments();
+
+  // Approximate-search indexes mapped by this connection, by file name (immutable like
+  // segments).
+  mutable std::map<std::string, std::shared_ptr<const AnnIndex>> mapped_anns;
+  bool has_ann() const { return schema_version >= 4; }
+  // The index of (model, kind) and its file name, or nullptr when there is none.
+  std::shared_ptr<const AnnIndex> ann(std::int64_t model, VectorKind kind) const;
 
   // Fills `file` (state and category already set) with the captions and vectors of row
   // file_id (store_queries.cpp).

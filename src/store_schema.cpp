@@ -127,6 +127,22 @@ BEGIN
   UPDATE segments SET live_items = live_items + 1 WHERE id = new.segment_id;
 END;
 )sql"},
+    // Approximate search (docs/STORE.md): at most one FAISS IVF index per (model, kind), in a
+    // file beside the segments. The file lists the segments it covers; a query scans every
+    // other segment exactly, so the index is an accelerator, never the truth, and a missing or
+    // stale one costs time, not results.
+    {4, "approximate-search indexes", R"sql(
+CREATE TABLE ann_indexes (
+  model       INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+  kind        TEXT NOT NULL,
+  file_name   TEXT NOT NULL UNIQUE,
+  entries     INTEGER NOT NULL,
+  lists       INTEGER NOT NULL,
+  bytes       INTEGER NOT NULL,
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (model, kind)
+);
+)sql"},
 };
 
 constexpr bool ladder_is_complete() {

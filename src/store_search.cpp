@@ -10,8 +10,10 @@
 #include <mutex>
 #include <queue>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "mmsearch/ann_index.h"
 #include "mmsearch/index.h"
 #include "store_impl.h"
 #include "vector_kernels.h"
@@ -30,23 +32,6 @@ double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
 }
-
-// A read snapshot: every SELECT until the end sees one committed state of the store.
-class ReadSnapshot {
- public:
-  explicit ReadSnapshot(const sqlite::Database& db) : db_(const_cast<sqlite::Database&>(db)) {
-    db_.exec("BEGIN", "begin read");
-  }
-  ~ReadSnapshot() {
-    try {
-      db_.exec("COMMIT", "end read");
-    } catch (...) {
-    }
-  }
-
- private:
-  sqlite::Database& db_;
-};
 
 enum class Coverage { kAll, kNone, kPartial };
 
@@ -81,13 +66,27 @@ struct View {
   // and the fused lower and upper bounds.
   std::vector<std::vector<float>> term_scores;
   std::vector<float> lower, upper;
+  // The approximate-search index holds this segment: its entries are not scanned here.
+  bool ann_covered = false;
 
   std::int64_t entries() const { return kind->entries; }
+  bool filtered() const { return !item_allowed.empty() || !item_excluded.empty(); }
   bool in_scope(std::int64_t e) const {
     return item_allowed.empty() || item_allowed[owners[2 * e]] != 0;
   }
   bool allowed(std::int64_t e) const {
     return in_scope(e) && (item_excluded.empty() || item_excluded[owners[2 * e]] == 0);
+  }
+  // The owners of a covered view are checked lazily, a block at a time, as entries are used
+  // (a scanned view checks them all up front).
+  void verify_owner(std::int64_t e) const {
+    const SegmentArray& a = *segment->header().find_array(segment_array_name(kind->kind, "owner"));
+    segment->verify_rows(a, e, 1);
+    if (owners[2 * e] < 0 || owners[2 * e] >= segment->header().items) {
+      throw Error(ErrorKind::kIndex, "vector segment " + segment->label() +
+                                         " names an item it does not hold; re-index with "
+                                         "--rebuild");
+    }
   }
   const float* scale_data(const SegmentArray* a) const {
     return a ? reinterpret_cast<const float*>(segment->data(*a)) : nullptr;
@@ -98,7 +97,7 @@ bool needs_rescore(const View& view, const SearchTerm& term) {
   return view.kind->vectors_per_item > 1 && term.rule == ScoreRule::kMaxOverQueries;
 }
 
-// Scores entries [begin, end) of one view for one term into out[begin, end); checks the
+// Scores entries [begin, end) of one view for one term into out[0, end - begin); checks the
 // checksum of every block it reads first.
 void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, std::int64_t end,
                  float* out) {
@@ -120,13 +119,14 @@ void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, s
       if (scales) seg.verify_rows(*scales, first, block_end - first);
       kernels::scan_rows(rows.type, seg.data(rows) + first * rows.row_bytes(),
                          scale ? scale + first : nullptr, block_end - first, dim, q.values.data(),
-                         query_rows, out + first);
+                         query_rows, out + (first - begin));
       first = block_end;
     }
     if (vpi > 1 && term.rule == ScoreRule::kMeanOfQueries) {
       // The cosine of the normalised means.
       for (std::int64_t e = begin; e < end; ++e) {
-        out[e] = view.mean_norm[e] > 0.0f ? out[e] / view.mean_norm[e] : 0.0f;
+        float& score = out[e - begin];
+        score = view.mean_norm[e] > 0.0f ? score / view.mean_norm[e] : 0.0f;
       }
     }
     return;
@@ -135,9 +135,9 @@ void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, s
   seg.verify_rows(*view.vectors, begin * vpi, n * vpi);
   const float* scale = view.scale_data(view.scales);
   for (std::int64_t e = begin; e < end; ++e) {
-    kernels::scan_rows(view.vectors->type,
-                       seg.data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
-                       scale ? scale + e * vpi : nullptr, 1, dim, q.values.data(), 1, out + e);
+    kernels::scan_rows(
+        view.vectors->type, seg.data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
+        scale ? scale + e * vpi : nullptr, 1, dim, q.values.data(), 1, out + (e - begin));
   }
 }
 
@@ -155,6 +155,23 @@ float rescore(const View& view, const SearchTerm& term, std::int64_t e) {
                      scale ? scale + e * vpi : nullptr, vpi, dim, term.query.values.data(),
                      term.query.vectors_per_item, scores.data());
   return *std::max_element(scores.begin(), scores.end());
+}
+
+// Whether the approximate-search index can choose candidates for this term: its score must be
+// the inner product of one query row with the vector the index holds (the entry's vector, or
+// BLIP-2's mean, whose product bounds the max over queries from below).
+bool ann_can_serve(const SearchTerm& term) {
+  return term.query.vectors_per_item == 1 &&
+         (term.rule == ScoreRule::kCls || term.rule == ScoreRule::kMaxOverQueries);
+}
+
+// The exact score of one entry for one term: a re-score of its full vectors where the term
+// needs them, its first-stage score otherwise.
+float exact_term_score(const View& view, const SearchTerm& term, std::int64_t e) {
+  if (needs_rescore(view, term)) return rescore(view, term, e);
+  float score = 0.0f;
+  first_stage(view, term, e, e + 1, &score);
+  return score;
 }
 
 // Runs body(i) for every task i in [0, count), on up to hardware_concurrency threads taking
@@ -225,6 +242,15 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   std::unordered_set<std::string> excluded(request.excluded_paths.begin(),
                                            request.excluded_paths.end());
   std::vector<std::pair<std::int64_t, std::int64_t>> excluded_rows;  // (segment, row)
+  // The approximate-search index, when the model has one for this kind and every term is an
+  // inner product it can serve; --exact never uses it.
+  std::shared_ptr<const AnnIndex> ann;
+  std::unordered_set<std::int64_t> ann_segments;
+  if (!request.exact && request.k > 0 &&
+      std::all_of(request.terms.begin(), request.terms.end(), ann_can_serve)) {
+    ann = s.ann(*model, request.kind);
+    if (ann) ann_segments.insert(ann->segments().begin(), ann->segments().end());
+  }
   if (s.has_segments()) {
     sqlite::Statement where(s.db,
                             "SELECT segment_id, segment_row FROM files WHERE model = ?1 AND "
@@ -282,6 +308,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
         if (view.item_excluded.empty()) view.item_excluded.assign(items, 0);
         view.item_excluded[row] = 1;
       }
+      view.ann_covered = ann_segments.count(view.segment_id) > 0;
       views.push_back(std::move(view));
     }
   }
@@ -311,8 +338,20 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     view.vectors = h.find_array(segment_array_name(request.kind));
     view.scales = h.find_array(segment_array_name(request.kind, "scale"));
     const SegmentArray* owners = h.find_array(segment_array_name(request.kind, "owner"));
-    view.segment->verify_rows(*owners, 0, owners->rows);
     view.owners = reinterpret_cast<const std::int32_t*>(view.segment->data(*owners));
+    for (const SearchTerm& t : request.terms) {
+      if (t.query.dim != view.kind->dim) {
+        throw Error(ErrorKind::kUsage, "query vectors have " + std::to_string(t.query.dim) +
+                                           " dimensions, the stored " + kind_name + " " +
+                                           std::to_string(view.kind->dim));
+      }
+    }
+    if (view.ann_covered && !view.filtered()) {
+      // Only the candidates are read: no read-ahead, and their owners are checked as used.
+      view.segment->advise(*view.vectors, SegmentFile::Access::kRandom);
+      continue;
+    }
+    view.segment->verify_rows(*owners, 0, owners->rows);
     for (std::int64_t e = 0; e < owners->rows; ++e) {
       if (view.owners[2 * e] < 0 || view.owners[2 * e] >= h.items) {
         throw Error(ErrorKind::kIndex, "vector segment " + view.segment->label() +
@@ -320,9 +359,12 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
                                            "--rebuild");
       }
     }
-    if (view.kind->vectors_per_item == 1) view.segment->advise(*view.vectors, SegmentFile::Access::kScan);
+    if (view.ann_covered && view.kind->vectors_per_item == 1) continue;
+    if (view.kind->vectors_per_item == 1)
+      view.segment->advise(*view.vectors, SegmentFile::Access::kScan);
     if (view.kind->vectors_per_item > 1) {
       view.segment->advise(*view.vectors, SegmentFile::Access::kRandom);
+      if (view.ann_covered) continue;
       view.mean = h.find_array(segment_array_name(request.kind, "mean"));
       if (view.mean) view.segment->advise(*view.mean, SegmentFile::Access::kScan);
       view.mean_scales = h.find_array(segment_array_name(request.kind, "mean.scale"));
@@ -338,15 +380,78 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
       view.mean_norm = reinterpret_cast<const float*>(view.segment->data(*norm));
       view.radius = reinterpret_cast<const float*>(view.segment->data(*radius));
     }
-    for (const SearchTerm& t : request.terms) {
-      if (t.query.dim != view.kind->dim) {
-        throw Error(ErrorKind::kUsage, "query vectors have " + std::to_string(t.query.dim) +
-                                           " dimensions, the stored " + kind_name + " " +
-                                           std::to_string(view.kind->dim));
-      }
-    }
   }
   result.select_ms = ms_since(started);
+
+  const std::int64_t keep = request.k == 0 ? 0 : request.k + kTieWindow;
+
+  // --- candidates from the approximate-search index, scored exactly ---
+  // The index holds one inner product per entry: the terms fuse into one query vector (their
+  // first-stage scores are linear in it), and its best entries among those allowed are then
+  // scored exactly like any other candidate.
+  std::vector<Scored> ann_scored;
+  if (ann && std::any_of(views.begin(), views.end(), [](const View& v) { return v.ann_covered; })) {
+    const auto ann_started = std::chrono::steady_clock::now();
+    const int dim = ann->dim();
+    std::vector<float> fused(dim, 0.0f);
+    for (std::size_t t = 0; t < request.terms.size(); ++t) {
+      if (request.terms[t].query.dim != dim) {
+        throw Error(ErrorKind::kIndex, "the approximate-search index of " + kind_name +
+                                           " does not match the stored vectors; rebuild it "
+                                           "with `mmsearch ann build`");
+      }
+      for (int d = 0; d < dim; ++d) fused[d] += weights[t] * request.terms[t].query.values[d];
+    }
+    std::unordered_map<std::int64_t, std::int32_t> view_of_segment;
+    for (std::size_t v = 0; v < views.size(); ++v) {
+      if (views[v].ann_covered) view_of_segment[views[v].segment_id] = static_cast<std::int32_t>(v);
+    }
+    const bool several = std::any_of(views.begin(), views.end(), [](const View& v) {
+      return v.ann_covered && v.kind->vectors_per_item > 1;
+    });
+    // BLIP-2: the index ranks by the mean, so as many candidates as the re-score budget
+    // allows go on to the exact max over queries. One vector per item: a few times k.
+    const std::int64_t wanted =
+        several ? (request.max_rescored > 0 ? request.max_rescored : kDefaultMaxRescored)
+                : std::max<std::int64_t>(keep * 8, 256);
+    // Called from FAISS's threads for every entry of the probed lists, so it must not throw:
+    // the owners of filtered views were checked above.
+    const auto accept = [&](std::int64_t id) {
+      const auto it = view_of_segment.find(ann_segment_of(id));
+      if (it == view_of_segment.end()) return false;  // merged away or deleted since the build
+      const View& view = views[it->second];
+      const std::int64_t e = ann_entry_of(id);
+      if (e >= view.entries()) return false;
+      return !view.filtered() || view.allowed(e);
+    };
+    std::vector<AnnHit> hits;
+    result.nprobe =
+        request.nprobe > 0 ? std::min(request.nprobe, ann->lists()) : ann->default_nprobe();
+    ann->search(fused.data(), wanted, result.nprobe, accept, hits);
+    ann_scored.resize(hits.size());
+    parallel_tasks(static_cast<std::int64_t>(hits.size() + 63) / 64, [&](std::int64_t task) {
+      const std::size_t last = std::min(hits.size(), static_cast<std::size_t>(task + 1) * 64);
+      for (std::size_t h = static_cast<std::size_t>(task) * 64; h < last; ++h) {
+        const std::int32_t v = view_of_segment.at(ann_segment_of(hits[h].id));
+        const std::int64_t e = ann_entry_of(hits[h].id);
+        views[v].verify_owner(e);
+        Scored& scored = ann_scored[h];
+        scored = {0.0f, v, e, {}};
+        for (std::size_t t = 0; t < request.terms.size(); ++t) {
+          const float score = exact_term_score(views[v], request.terms[t], e);
+          scored.term_scores.push_back(score);
+          scored.score += weights[t] * score;
+        }
+      }
+    });
+    for (const View& view : views) {
+      if (view.ann_covered) result.ann_entries += view.entries();
+    }
+    result.rescored += several ? static_cast<std::int64_t>(hits.size()) : 0;
+    result.approximate = true;
+    result.proven_exact = false;
+    result.ann_ms = ms_since(ann_started);
+  }
 
   // --- first stage: every searched entry, every term ---
   // Work is cut into tasks of up to kTaskEntries entries across all views, taken by the threads
@@ -354,7 +459,6 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   // `keep` best lower bounds it saw: the keep-th best lower bound of all entries is a score that
   // the final k reach for sure, so no entry whose upper bound is below it needs a look.
   const auto scan_started = std::chrono::steady_clock::now();
-  const std::int64_t keep = request.k == 0 ? 0 : request.k + kTieWindow;
   bool any_rescore = false;
   struct Task {
     std::size_t view;
@@ -364,6 +468,14 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   for (std::size_t v = 0; v < views.size(); ++v) {
     View& view = views[v];
     const std::int64_t n = view.entries();
+    if (view.ann_covered) {
+      if (view.item_allowed.empty()) {
+        result.searched += n;
+      } else {
+        for (std::int64_t e = 0; e < n; ++e) result.searched += view.in_scope(e) ? 1 : 0;
+      }
+      continue;
+    }
     view.term_scores.assign(request.terms.size(), std::vector<float>(n));
     view.lower.assign(n, 0.0f);
     view.upper.assign(n, 0.0f);
@@ -378,7 +490,8 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     const Task& task = tasks[task_index];
     View& view = views[task.view];
     for (std::size_t t = 0; t < request.terms.size(); ++t) {
-      first_stage(view, request.terms[t], task.begin, task.end, view.term_scores[t].data());
+      first_stage(view, request.terms[t], task.begin, task.end,
+                  view.term_scores[t].data() + task.begin);
     }
     std::priority_queue<float, std::vector<float>, std::greater<float>> best;
     for (std::int64_t e = task.begin; e < task.end; ++e) {
@@ -429,6 +542,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   std::vector<Candidate> candidates;
   for (std::size_t v = 0; v < views.size(); ++v) {
     const View& view = views[v];
+    if (view.ann_covered) continue;
     for (std::int64_t e = 0; e < view.entries(); ++e) {
       const float upper = view.upper[e];
       if (upper == kMinusInfinity || std::isnan(upper) || upper < floor) continue;
@@ -437,9 +551,20 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   }
   const auto worse = [](const Scored& a, const Scored& b) { return a.score > b.score; };
   std::priority_queue<Scored, std::vector<Scored>, decltype(worse)> best(worse);
+  for (Scored& scored : ann_scored) {
+    if (std::isnan(scored.score) || scored.score < request.threshold || keep == 0) continue;
+    if (static_cast<std::int64_t>(best.size()) < keep) {
+      best.push(std::move(scored));
+    } else if (scored.score > best.top().score) {
+      best.pop();
+      best.push(std::move(scored));
+    }
+  }
   const std::int64_t cap = request.exact              ? std::numeric_limits<std::int64_t>::max()
                            : request.max_rescored > 0 ? request.max_rescored
                                                       : kDefaultMaxRescored;
+  // The budget is for the scanned segments; the index's candidates were counted apart.
+  std::int64_t scanned_rescored = 0;
   std::size_t done = 0;
   std::size_t chunk = static_cast<std::size_t>(std::max<std::int64_t>(keep * 4, 64));
   const auto by_upper = [](const Candidate& a, const Candidate& b) { return a.upper > b.upper; };
@@ -452,7 +577,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     // test in upper-bound order; work past the stop point is bounded by one chunk.
     const std::size_t scored_end =
         any_rescore
-            ? std::min<std::size_t>(end, done + std::max<std::int64_t>(0, cap - result.rescored))
+            ? std::min<std::size_t>(end, done + std::max<std::int64_t>(0, cap - scanned_rescored))
             : end;
     std::vector<Scored> exact(scored_end - done);
     const std::int64_t per_task = 256;
@@ -487,7 +612,10 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
         stop = true;
         break;
       }
-      if (any_rescore) ++result.rescored;
+      if (any_rescore) {
+        ++result.rescored;
+        ++scanned_rescored;
+      }
       Scored& scored = exact[c - done];
       if (std::isnan(scored.score) || scored.score < request.threshold) continue;
       if (static_cast<std::int64_t>(best.size()) < keep) {
@@ -516,6 +644,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     Scored scored = best.top();
     best.pop();
     const View& view = views[scored.view];
+    if (view.ann_covered) view.verify_owner(scored.entry);
     SearchMatch match;
     match.score = scored.score;
     match.term_scores = std::move(scored.term_scores);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -346,9 +347,22 @@ void IndexStore::Impl::recover_segments() {
       std::set<std::string> named;
       sqlite::Statement q(db, "SELECT file_name FROM segments", "clean up segments");
       while (q.step()) named.insert(q.text(0));
+      if (has_ann()) {
+        sqlite::Statement a(db, "SELECT file_name FROM ann_indexes", "clean up segments");
+        while (a.step()) named.insert(a.text(0));
+      }
+      const auto now = fs::file_time_type::clock::now();
       for (const auto& entry : fs::directory_iterator(segments_dir(), ec)) {
         const std::string name = entry.path().filename().string();
-        if (entry.path().extension() == ".seg" && !named.count(name)) {
+        const std::string extension = entry.path().extension().string();
+        if ((extension == ".seg" || extension == ".ann") && !named.count(name)) {
+          orphans.push_back(entry.path());
+        }
+        // An index being built is written without the lock (it takes minutes) and renamed
+        // under it; one left by a crashed build is recognised by its age.
+        std::error_code time_ec;
+        if (extension == ".partial" &&
+            now - fs::last_write_time(entry.path(), time_ec) > std::chrono::hours(6) && !time_ec) {
           orphans.push_back(entry.path());
         }
       }

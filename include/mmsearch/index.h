@@ -14,11 +14,12 @@
 //   its commit is rolled back entirely by SQLite on the next open: the store is never half
 //   written, and a crash loses at most the batch that was being written.
 // * Versioning: the `meta` table carries `schema_version` (history in src/store_schema.cpp:
-//   1 = files, captions, vectors; 2 = + translation cache; 3 = vectors in segment files). A store
-//   written by a newer mmsearch is refused (Error kIndex) rather than misread. An older store is
-//   migrated by a read-write open, one version step per transaction; a read-only open never writes
-//   and reads an older store as it is: what later versions added is absent (e.g. translation
-//   lookups on a version-1 store without the cache find nothing) until a read-write open.
+//   1 = files, captions, vectors; 2 = + translation cache; 3 = vectors in segment files; 4 = +
+//   approximate-search indexes). A store written by a newer mmsearch is refused (Error kIndex)
+//   rather than misread. An older store is migrated by a read-write open, one version step per
+//   transaction; a read-only open never writes and reads an older store as it is: what later
+//   versions added is absent (e.g. translation lookups on a version-1 store without the cache find
+//   nothing) until a read-write open.
 // * Models never mix: every file row belongs to one model id, and every query names its model.
 //   The model id is the caller's (bundle name + hash of its manifest, e.g. "blip-base@3fa94c1d"),
 //   so re-exporting a bundle with other weights gives another id and never reuses old vectors.
@@ -131,8 +132,12 @@ struct SearchRequest {
   // 0 = the default (kDefaultMaxRescored). The search stops earlier as soon as the first
   // stage's bounds prove the top k exact.
   std::int64_t max_rescored = 0;
-  // Re-score as many as it takes to prove the result exact, however many that is.
+  // Re-score as many as it takes to prove the result exact, however many that is, and never
+  // use the approximate-search index.
   bool exact = false;
+  // Lists of the approximate-search index to probe (0: the index's default). Only used when
+  // the model has such an index for `kind` (build_ann) and `exact` is false.
+  std::int64_t nprobe = 0;
 };
 
 struct SearchMatch {
@@ -146,10 +151,38 @@ struct SearchResult {
   std::int64_t searched = 0;         // entries in the scope (items, or captions for caption kinds)
   std::int64_t rescored = 0;         // entries whose full vectors were re-scored
   bool proven_exact = true;          // the first stage's bounds prove the top k exact
-  double select_ms = 0, scan_ms = 0, rescore_ms = 0;
+  // The approximate-search index chose the candidates of the segments it covers (their scores
+  // are still exact); `ann_entries` of the entries searched were behind it.
+  bool approximate = false;
+  std::int64_t ann_entries = 0;
+  std::int64_t nprobe = 0;
+  double select_ms = 0, ann_ms = 0, scan_ms = 0, rescore_ms = 0;
 };
 
 inline constexpr std::int64_t kDefaultMaxRescored = 2048;
+
+// An approximate-search index of one model and kind (build_ann).
+struct AnnInfo {
+  VectorKind kind = VectorKind::kImageProj;
+  std::string file_name;
+  std::int64_t entries = 0;  // entries it holds
+  std::int64_t lists = 0;
+  std::int64_t default_nprobe = 0;
+  std::int64_t bytes = 0;
+  std::int64_t created_at = 0;  // unix seconds
+  // The model's live items, and those in segments written after the build (merges and new
+  // batches), which every query scans exactly.
+  std::int64_t live_items = 0;
+  std::int64_t uncovered_items = 0;
+};
+
+// index and import keep an approximate-search index of image_proj once a model holds this
+// many items (below it the exact scan takes tens of milliseconds; docs/PERFORMANCE.md), and
+// rebuild it when more than kAnnStaleFraction of the items (and at least kAnnStaleItems) are
+// outside it.
+inline constexpr std::int64_t kAnnAutoItems = 2'000'000;
+inline constexpr double kAnnStaleFraction = 0.1;
+inline constexpr std::int64_t kAnnStaleItems = 65'536;
 
 struct ModelUsage {
   std::string model_id;
@@ -169,7 +202,7 @@ struct RemovedRows {
 class IndexStore {
  public:
   // The schema version this build writes, and the newest it reads.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   enum class Mode {
     kReadWrite,  // creates the parent folder and the database when missing
@@ -274,6 +307,28 @@ class IndexStore {
   // never shows half a batch. Throws Error(kIndex) for a damaged segment (checksum).
   SearchResult search(const std::string& model_id, const std::filesystem::path& scope,
                       const SearchRequest& request) const;
+
+  // --- approximate search (mmsearch/ann_index.h, docs/STORE.md) ---
+
+  // Builds (or replaces) the approximate-search index of `kind` over every live entry of
+  // `model_id`: `lists` inverted lists (0: about sqrt(entries)). Reads the vectors from the
+  // segments without holding the write lock, which it takes only to register the new file.
+  // Minutes at 10M entries; progress goes to the log. Throws Error(kUsage) for a model the
+  // store does not hold or fewer entries than lists, Error(kUsage) on a read-only store.
+  AnnInfo build_ann(const std::string& model_id, VectorKind kind, std::int64_t lists = 0);
+  // The index of `kind`, nullopt when the model has none.
+  std::optional<AnnInfo> ann_info(const std::string& model_id, VectorKind kind) const;
+  // Removes the index of `kind`; returns whether there was one.
+  bool drop_ann(const std::string& model_id, VectorKind kind);
+  // What index and import call after writing: builds the image_proj index when the model has
+  // reached kAnnAutoItems, or rebuilds a stale one (see above). Returns the new index, or
+  // nullopt when nothing needed doing.
+  std::optional<AnnInfo> refresh_ann(const std::string& model_id);
+
+  // Up to `count` files of `model_id`, spread over the store by a hash of their id and `seed`
+  // (repeatable), with their captions and vectors: query samples for measuring recall.
+  std::vector<IndexedFile> sample_files(const std::string& model_id, std::int64_t count,
+                                        std::uint64_t seed) const;
 
   // Which models have indexed files under `scope`, most files first. Lets a caller say which
   // model a folder was indexed with, or that it was not indexed yet.

@@ -39,6 +39,8 @@ struct QueryOptions {
   // by default at most max_rescored candidates (0 = the store's default).
   bool exact = false;
   std::int64_t max_rescored = 0;
+  // Lists of the approximate-search index to probe (0: its default); see SearchRequest.
+  std::int64_t nprobe = 0;
   DecodeOptions decode;
 };
 
@@ -67,6 +69,8 @@ struct QueryResult {
   std::int64_t searched = 0;  // items scored
   std::int64_t rescored = 0;  // items whose full vectors the second stage re-scored
   bool proven_exact = true;   // see IndexStore::search
+  bool approximate = false;   // the approximate-search index chose candidates
+  std::int64_t nprobe = 0;    // lists it probed
   std::vector<QueryHit> hits;
   QueryPhases phases;
 };

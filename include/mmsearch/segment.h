@@ -156,6 +156,25 @@ class SegmentBuilder {
 // returning; throws Error(kIndex) naming the path (disk full included).
 void write_segment_file(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes);
 
+// One array for write_array_file: its shape and its data (rows * row_elems elements of `type`),
+// which must stay valid during the call.
+struct ArrayToWrite {
+  std::string name;
+  ArrayType type = ArrayType::kF32;
+  std::int64_t rows = 0;
+  std::int64_t row_elems = 1;
+  std::int64_t block_rows = 1;
+  const void* data = nullptr;
+};
+
+// Writes a file in the segment container format (same prefix, header and per-block checksums)
+// holding `arrays` and no kinds, streamed from the callers' buffers rather than assembled in
+// memory, and durable on return like write_segment_file. For files that are not a batch of
+// vectors but live beside them (the approximate-search index, ann_index.h). The file is
+// created with O_EXCL; on failure nothing is left at `path`.
+void write_array_file(const std::filesystem::path& path, const std::string& model_id,
+                      std::int64_t items, const std::vector<ArrayToWrite>& arrays);
+
 // Array names: "<kind>" (encoded rows), "<kind>.scale" (int8 scales), "<kind>.owner" (item,
 // caption pairs), "<kind>.mean" / "<kind>.mean.scale" / "<kind>.mean_norm" / "<kind>.radius".
 std::string segment_array_name(VectorKind kind, std::string_view part = "");

@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,7 @@ Command register_eval(CLI::App& root, GlobalOptions& global);
 Command register_translate(CLI::App& root, GlobalOptions& global);
 Command register_import(CLI::App& root, GlobalOptions& global);
 Command register_export_vectors(CLI::App& root, GlobalOptions& global);
+Command register_ann(CLI::App& root, GlobalOptions& global);
 
 // --models, --threads, --dtype, --no-verify, -v and -q, in a "Global options" group of `app`.
 void add_global_options(CLI::App* app, GlobalOptions& global);
@@ -89,6 +92,14 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store,
 
 // The user's index opened read-only, or Error(kIndex) "nothing has been indexed yet; run ...".
 IndexStore open_index_read_only();
+
+// --ann of index and import: "auto" keeps the model's approximate-search index fresh
+// (IndexStore::refresh_ann), "build" builds or rebuilds it now whatever the size, "off" leaves
+// it alone. Returns the index built, if any.
+void add_ann_option(CLI::App* app, std::string& policy);
+std::optional<AnnInfo> apply_ann_policy(IndexStore& store, const std::string& model_id,
+                                        const std::string& policy);
+nlohmann::json ann_json(const std::optional<AnnInfo>& built);
 
 // A path for display: relative to the current folder when under it, else as given.
 std::string display_path(const std::string& absolute);

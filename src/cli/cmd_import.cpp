@@ -23,6 +23,7 @@ struct ImportArgs {
   bool any_model = false;
   bool json = false;
   std::string vectors = "fp16";
+  std::string ann = "auto";
 };
 
 nlohmann::json import_json(const VectorFolder& folder, const VectorImportSummary& summary,
@@ -63,8 +64,12 @@ int run_import(const GlobalOptions& global, const ImportArgs& args) {
       import_vectors(folder, store ? &*store : nullptr, args.batch_size,
                      [&](const VectorProgress& p) { progress.update(p.done, p.total, p.done); });
   progress.finish();
+  std::optional<AnnInfo> ann;
+  if (store) ann = apply_ann_policy(*store, folder.model_id, args.ann);
   if (args.json) {
-    std::cout << import_json(folder, summary, args.dry_run).dump(2) << "\n";
+    nlohmann::json j = import_json(folder, summary, args.dry_run);
+    j["ann_built"] = ann_json(ann);
+    std::cout << j.dump(2) << "\n";
   } else {
     std::printf("%s %lld items, %lld captions with %s%s (%.1f s, %.0f items/s)\n",
                 args.dry_run ? "checked" : "imported", static_cast<long long>(summary.items),
@@ -110,6 +115,7 @@ Command register_import(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--any-model", args->any_model,
                 "Accept vectors that format.json says another model identity computed");
   app->add_flag("--json", args->json, "Print the summary as JSON");
+  add_ann_option(app, args->ann);
   return {app, [&global, args]() { return run_import(global, *args); }};
 }
 

@@ -100,6 +100,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     bool prune = false;
     bool rebuild = false;
     std::string vectors = "fp16";
+    std::string ann = "auto";
   };
   auto options = std::make_shared<Options>();
   app->add_option("dir", options->dir, "Folder to index (recursively; optional with --prune)");
@@ -117,6 +118,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
                   "How new vectors are stored: fp16 (default), fp32 (exact) or int8")
       ->check(CLI::IsMember({"fp16", "fp32", "int8"}));
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
+  add_ann_option(app, options->ann);
   app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
   add_translation_options(app, options->translation, "captions");
   app->add_flag("--prune", options->prune,
@@ -169,11 +171,13 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             const IndexSummary summary = index_folder(*encoder, store, options->dir, index_options);
             progress.finish();
             for (const auto& warning : summary.warnings) spdlog::warn("{}", warning);
+            const auto ann = apply_ann_policy(store, summary.model_id, options->ann);
             // Pruning comes after indexing, so a re-exported bundle's new vectors exist first.
             std::optional<PruneReport> pruned;
             if (options->prune) pruned = prune(global);
             if (options->json) {
               nlohmann::json j = summary_json(summary);
+              j["ann_built"] = ann_json(ann);
               if (pruned) j["prune"] = prune_json(*pruned);
               std::cout << j.dump(2) << "\n";
             } else {
@@ -190,6 +194,11 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
                             static_cast<long long>(summary.translated),
                             summary.translated == 1 ? "" : "s", translator->name().c_str(),
                             static_cast<long long>(summary.translations_cached));
+              }
+              if (ann) {
+                std::printf("approximate-search index: %lld entries in %lld lists\n",
+                            static_cast<long long>(ann->entries),
+                            static_cast<long long>(ann->lists));
               }
               for (const auto& f : summary.failures) {
                 std::printf("failed: %s\n", f.reason.c_str());

@@ -126,6 +126,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
     bool no_exif = false;
     bool exact = false;
     std::int64_t max_rescored = 0;
+    std::int64_t nprobe = 0;
     TranslationRequest translation;
   };
   auto options = std::make_shared<Options>();
@@ -151,8 +152,12 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
   app->add_option("--montage", options->montage, "Also draw the query and results to this PNG");
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
   app->add_flag("--exact", options->exact,
-                "Re-score until the top k is proven exact (BLIP-2: however many candidates it "
-                "takes)");
+                "Exact search: no approximate-search index, and re-score until the top k is "
+                "proven exact (BLIP-2: however many candidates it takes)");
+  app->add_option("--nprobe", options->nprobe,
+                  "Lists of the approximate-search index to probe (default: the index's; more "
+                  "is slower and closer to exact)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20));
   app->add_option("--max-rescored", options->max_rescored,
                   "BLIP-2: most candidates re-scored with all query vectors (default 2048)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
@@ -205,6 +210,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         query.decode.apply_exif_orientation = !options->no_exif;
         query.exact = options->exact;
         query.max_rescored = options->max_rescored;
+        query.nprobe = options->nprobe;
         const auto started = std::chrono::steady_clock::now();
 
         // One read-only store for the whole query: model resolution, translations, vectors.
@@ -224,7 +230,10 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             open_ms, phases.load_ms, phases.tokenize_ms, phases.forward_ms, phases.search_ms,
             result.searched, result.rescored, result.proven_exact ? "" : ", not proven exact",
             phases.rerank_ms);
-        if (!result.proven_exact) {
+        if (result.approximate) {
+          spdlog::info("approximate search ({} lists probed); --exact scans every item",
+                       result.nprobe);
+        } else if (!result.proven_exact) {
           spdlog::info(
               "the first stage could not prove these top {} exact within {} "
               "re-scored items; --exact re-scores until it can",
@@ -258,6 +267,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           j["searched"] = result.searched;
           j["rescored"] = result.rescored;
           j["proven_exact"] = result.proven_exact;
+          j["approximate"] = result.approximate;
+          if (result.approximate) j["nprobe"] = result.nprobe;
           j["phases_ms"] = {{"open", open_ms},
                             {"load", phases.load_ms},
                             {"tokenize", phases.tokenize_ms},

@@ -185,4 +185,26 @@ std::string display_path(const std::string& absolute) {
   return absolute;
 }
 
+void add_ann_option(CLI::App* app, std::string& policy) {
+  app->add_option("--ann", policy,
+                  "Approximate-search index: auto (build from 2,000,000 items, rebuild when 10% "
+                  "are outside it), build (now), off")
+      ->check(CLI::IsMember({"auto", "build", "off"}));
+}
+
+std::optional<AnnInfo> apply_ann_policy(IndexStore& store, const std::string& model_id,
+                                        const std::string& policy) {
+  if (policy == "off") return std::nullopt;
+  if (policy == "build") {
+    const auto existing = store.ann_info(model_id, VectorKind::kImageProj);
+    return store.build_ann(model_id, VectorKind::kImageProj, existing ? existing->lists : 0);
+  }
+  return store.refresh_ann(model_id);
+}
+
+nlohmann::json ann_json(const std::optional<AnnInfo>& built) {
+  if (!built) return nullptr;
+  return {{"entries", built->entries}, {"lists", built->lists}, {"bytes", built->bytes}};
+}
+
 }  // namespace mmsearch::cli

@@ -141,12 +141,16 @@ def bench_size(binary, models_dir, work, shape, n, queries, args):
     (root / "img").mkdir(parents=True)
     env = dict(os.environ, MMSEARCH_MODELS=str(models_dir), MMSEARCH_HOME=str(home),
                BENCH_OUT=str(folder / "stdout.txt"))
-    out, _, _ = run_measured([binary, "import", folder / "import", "--model", model,
-                              "--root", root, "--json"], env)
-    import_rate = json.loads(out)["items_per_second"]  # the import itself, not the process start
+    out, _, import_wall = run_measured([binary, "import", folder / "import", "--model", model,
+                                        "--root", root, "--json"], env)
+    imported = json.loads(out)
+    import_rate = imported["items_per_second"]  # the import itself, not the process start
+    # From kAnnAutoItems on, import builds the approximate-search index: its share of the wall.
+    ann_build_s = import_wall - imported["seconds"] if imported.get("ann_built") else 0.0
     disk = disk_bytes(home) / n
     shutil.rmtree(folder / "import")  # the store holds the vectors now
-    walls, rss, search_ms, recalls, proven = [], [], [], [], 0
+    walls, rss, search_ms, recalls, proven, nprobe = [], [], [], [], 0, 0
+    exact_ms, exact_recalls = [], []
     for qi, text in enumerate(QUERIES[: args.queries]):
         out, wall, peak = peak_rss_mb([binary, "query", "--in", root, "--model", model, "--text",
                                        text, "-k", "10", "--json"], env)
@@ -155,10 +159,22 @@ def bench_size(binary, models_dir, work, shape, n, queries, args):
         rss.append(peak)
         search_ms.append(result["phases_ms"]["search"])
         proven += bool(result["proven_exact"])
-        found = {int(Path(r["path"]).stem) for r in result["results"]}
+        nprobe = result.get("nprobe", 0)
         truth = set(int(i) for i in exact[qi][: min(10, n)])
+        found = {int(Path(r["path"]).stem) for r in result["results"]}
         recalls.append(len(found & truth) / max(1, len(truth)))
+        if result.get("approximate") and qi < args.exact_queries:
+            # The same query without the index, for the ratio in the same run.
+            out, _, _ = peak_rss_mb([binary, "query", "--in", root, "--model", model, "--text",
+                                     text, "-k", "10", "--json", "--exact"], env)
+            plain = json.loads(out)
+            exact_ms.append(plain["phases_ms"]["search"])
+            found = {int(Path(r["path"]).stem) for r in plain["results"]}
+            exact_recalls.append(len(found & truth) / max(1, len(truth)))
     return {
+        "ann_nprobe": nprobe, "ann_build_s": ann_build_s,
+        "exact_search_ms": float(np.median(exact_ms)) if exact_ms else None,
+        "exact_recall10": float(np.mean(exact_recalls)) if exact_recalls else None,
         "shape": shape, "items": n, "import_items_per_s": import_rate, "disk_per_item": disk,
         "wall_s": float(np.median(walls)), "rss_mb": float(max(rss)),
         "search_ms": float(np.median(search_ms)), "search_ms_p90": float(np.percentile(search_ms, 90)),
@@ -179,6 +195,8 @@ def main():
                         help="noise norm / signal norm of an image around its theme")
     parser.add_argument("--query-noise", type=float, default=1.0,
                         help="BLIP-2: noise norm / signal norm of a query vector around its image")
+    parser.add_argument("--exact-queries", type=int, default=3,
+                        help="with an approximate-search index: queries also run with --exact")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -201,6 +219,16 @@ def main():
               f"+{row['rss_mb'] - base['rss_mb']:.0f} MB | {row['disk_per_item'] / 1024:.1f} KiB | "
               f"{row['import_items_per_s']:,.0f}/s | {row['recall10']:.3f} | "
               f"{row['proven']}/{row['queries']} |")
+    ann_rows = [r for r in rows if r["ann_nprobe"]]
+    if ann_rows:
+        print()
+        print("| shape | items | index build | lists probed | search phase (ANN) | recall@10 | "
+              "search phase --exact | recall@10 --exact |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for row in ann_rows:
+            print(f"| {row['shape']} | {row['items']:,} | {row['ann_build_s']:.0f} s | "
+                  f"{row['ann_nprobe']} | {row['search_ms']:.1f} ms | {row['recall10']:.3f} | "
+                  f"{row['exact_search_ms']:.1f} ms | {row['exact_recall10']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
