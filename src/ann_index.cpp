@@ -8,6 +8,8 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/impl/FaissException.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -276,7 +278,6 @@ std::shared_ptr<const AnnIndex> AnnIndex::open(const fs::path& path) {
   faiss_call("load " + label, [&] {
     state->quantizer->add(state->lists, reinterpret_cast<const float*>(file.data(*centroids)));
   });
-  file.advise(codes, SegmentFile::Access::kRandom);
   std::shared_ptr<AnnIndex> index(new AnnIndex());
   index->state_ = std::move(state);
   return index;
@@ -310,6 +311,21 @@ void AnnIndex::search(const float* query, std::int64_t k, std::int64_t nprobe,
   const auto* codes = file.data(*st.codes);
   const auto* scales = reinterpret_cast<const float*>(file.data(*st.scales));
   const auto* ids = reinterpret_cast<const std::int64_t*>(file.data(*st.ids));
+  // The probed lists are read whole: ask for all of them at once, so the kernel reads them in
+  // the background and maps them in large pieces instead of faulting page by page.
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  for (idx_t list : probed) {
+    if (list < 0) continue;
+    const std::int64_t begin = st.offsets[list], end = st.offsets[list + 1];
+    for (const auto& [base, row_bytes] :
+         {std::pair<const std::uint8_t*, std::size_t>{codes, st.dim},
+          std::pair<const std::uint8_t*, std::size_t>{file.data(*st.scales), sizeof(float)},
+          std::pair<const std::uint8_t*, std::size_t>{file.data(*st.ids), sizeof(std::int64_t)}}) {
+      const auto first = reinterpret_cast<std::uintptr_t>(base + begin * row_bytes) / page * page;
+      const auto last = reinterpret_cast<std::uintptr_t>(base + end * row_bytes);
+      if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_WILLNEED);
+    }
+  }
   const auto worse = [](const AnnHit& a, const AnnHit& b) { return a.score > b.score; };
   const std::size_t tasks = (probed.size() + kListsPerTask - 1) / kListsPerTask;
   std::vector<std::vector<AnnHit>> task_hits(tasks);

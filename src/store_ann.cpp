@@ -295,7 +295,8 @@ std::optional<AnnInfo> IndexStore::refresh_ann(const std::string& model_id) {
         "removes it)",
         model_id, live);
   }
-  return build_ann(model_id, VectorKind::kImageProj, existing ? existing->lists : 0);
+  // Lists chosen afresh: the collection may have grown since the last build.
+  return build_ann(model_id, VectorKind::kImageProj, 0);
 }
 
 std::vector<IndexedFile> IndexStore::sample_files(const std::string& model_id, std::int64_t count,
