@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "mmsearch/error.h"
+#include "parallel_tasks.h"
 #include "segment_internal.h"
 #include "vector_kernels.h"
 
@@ -56,28 +57,6 @@ auto faiss_call(const std::string& what, Body&& body) {
   } catch (const faiss::FaissException& e) {
     throw Error(ErrorKind::kIndex, what + ": " + e.what());
   }
-}
-
-template <typename Body>
-void parallel_tasks(std::size_t count, Body body) {
-  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  auto worker = [&] {
-    try {
-      for (std::size_t i = next++; i < count; i = next++) body(i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      if (!failure) failure = std::current_exception();
-      next = count;
-    }
-  };
-  std::vector<std::thread> workers;
-  for (unsigned t = 1; t < threads && t < count; ++t) workers.emplace_back(worker);
-  worker();
-  for (std::thread& w : workers) w.join();
-  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include "mmsearch/ann_index.h"
 #include "mmsearch/index.h"
+#include "parallel_tasks.h"
 #include "store_impl.h"
 #include "vector_kernels.h"
 
@@ -172,30 +173,6 @@ float exact_term_score(const View& view, const SearchTerm& term, std::int64_t e)
   float score = 0.0f;
   first_stage(view, term, e, e + 1, &score);
   return score;
-}
-
-// Runs body(i) for every task i in [0, count), on up to hardware_concurrency threads taking
-// the next task in turn; rethrows the first failure.
-template <typename Body>
-void parallel_tasks(std::int64_t count, Body body) {
-  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::atomic<std::int64_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  auto worker = [&] {
-    try {
-      for (std::int64_t i = next++; i < count; i = next++) body(i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      if (!failure) failure = std::current_exception();
-      next = count;
-    }
-  };
-  std::vector<std::thread> workers;
-  for (unsigned t = 1; t < threads && t < count; ++t) workers.emplace_back(worker);
-  worker();
-  for (std::thread& w : workers) w.join();
-  if (failure) std::rethrow_exception(failure);
 }
 
 struct Candidate {
