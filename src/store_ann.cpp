@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <set>
 
 #include "mmsearch/ann_index.h"
@@ -18,14 +17,6 @@ namespace {
 
 // Vectors decoded per chunk handed to FAISS: 64 MiB of fp32 at 256 dimensions.
 constexpr std::int64_t kChunkEntries = 65536;
-
-std::string random_ann_name() {
-  std::random_device random;
-  const unsigned long long value = (static_cast<unsigned long long>(random()) << 32) ^ random();
-  char name[40];
-  std::snprintf(name, sizeof name, "%016llx.ann", value);
-  return name;
-}
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -124,11 +115,7 @@ AnnInfo IndexStore::build_ann(const std::string& model_id, VectorKind kind, std:
       const auto* pairs = reinterpret_cast<const std::int32_t*>(source.file->data(owners));
       for (std::int64_t e = 0; e < owners.rows; ++e) {
         const std::int32_t item = pairs[2 * e];
-        if (item < 0 || item >= items) {
-          throw Error(ErrorKind::kIndex, "vector segment " + source.file->label() +
-                                             " names an item it does not hold; re-index with "
-                                             "--rebuild");
-        }
+        check_owner_item(*source.file, item);
         if (source.live_items.empty() || source.live_items[item]) ++total;
       }
       sources.push_back(std::move(source));
@@ -176,7 +163,7 @@ AnnInfo IndexStore::build_ann(const std::string& model_id, VectorKind kind, std:
 
   std::error_code ec;
   fs::create_directories(s.segments_dir(), ec);
-  const std::string name = random_ann_name();
+  const std::string name = random_store_file_name(".ann");
   const fs::path partial = s.segments_dir() / (name + ".partial");
   const fs::path final_path = s.segments_dir() / name;
   build_ann_file(partial, model_id, kind, dim, total, segment_ids, lists, source);

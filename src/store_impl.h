@@ -42,6 +42,11 @@ inline void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
   q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
 }
 
+// A fresh random name for a file beside the segments ("<16 hex><extension>").
+std::string random_store_file_name(const char* extension);
+// Throws Error(kIndex) when a segment's owner array names an item the segment does not hold.
+void check_owner_item(const SegmentFile& segment, std::int64_t item);
+
 // A read snapshot: every SELECT until the end sees one committed state of the store.
 class ReadSnapshot {
  public:
@@ -114,7 +119,7 @@ struct IndexStore::Impl {
   // segments).
   mutable std::map<std::string, std::shared_ptr<const AnnIndex>> mapped_anns;
   bool has_ann() const { return schema_version >= 4; }
-  // The index of (model, kind) and its file name, or nullptr when there is none.
+  // The mapped index of (model, kind), or nullptr when there is none.
   std::shared_ptr<const AnnIndex> ann(std::int64_t model, VectorKind kind) const;
 
   // Fills `file` (state and category already set) with the captions and vectors of row

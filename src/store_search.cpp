@@ -83,11 +83,7 @@ struct View {
   void verify_owner(std::int64_t e) const {
     const SegmentArray& a = *segment->header().find_array(segment_array_name(kind->kind, "owner"));
     segment->verify_rows(a, e, 1);
-    if (owners[2 * e] < 0 || owners[2 * e] >= segment->header().items) {
-      throw Error(ErrorKind::kIndex, "vector segment " + segment->label() +
-                                         " names an item it does not hold; re-index with "
-                                         "--rebuild");
-    }
+    check_owner_item(*segment, owners[2 * e]);
   }
   const float* scale_data(const SegmentArray* a) const {
     return a ? reinterpret_cast<const float*>(segment->data(*a)) : nullptr;
@@ -329,13 +325,8 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
       continue;
     }
     view.segment->verify_rows(*owners, 0, owners->rows);
-    for (std::int64_t e = 0; e < owners->rows; ++e) {
-      if (view.owners[2 * e] < 0 || view.owners[2 * e] >= h.items) {
-        throw Error(ErrorKind::kIndex, "vector segment " + view.segment->label() +
-                                           " names an item it does not hold; re-index with "
-                                           "--rebuild");
-      }
-    }
+    for (std::int64_t e = 0; e < owners->rows; ++e)
+      check_owner_item(*view.segment, view.owners[2 * e]);
     if (view.ann_covered && view.kind->vectors_per_item == 1) continue;
     if (view.kind->vectors_per_item == 1)
       view.segment->advise(*view.vectors, SegmentFile::Access::kScan);
@@ -391,8 +382,8 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     const std::int64_t wanted =
         several ? (request.max_rescored > 0 ? request.max_rescored : kDefaultMaxRescored)
                 : std::max<std::int64_t>(keep * 8, 256);
-    // Called from FAISS's threads for every entry of the probed lists, so it must not throw:
-    // the owners of filtered views were checked above.
+    // Called for every entry of the probed lists: the owners of filtered views were checked
+    // above, those of the others are not read here.
     const auto accept = [&](std::int64_t id) {
       const auto it = view_of_segment.find(ann_segment_of(id));
       if (it == view_of_segment.end()) return false;  // merged away or deleted since the build
@@ -528,15 +519,17 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   }
   const auto worse = [](const Scored& a, const Scored& b) { return a.score > b.score; };
   std::priority_queue<Scored, std::vector<Scored>, decltype(worse)> best(worse);
-  for (Scored& scored : ann_scored) {
-    if (std::isnan(scored.score) || scored.score < request.threshold || keep == 0) continue;
+  // Keeps `scored` when it passes the threshold and is among the `keep` best so far.
+  const auto offer = [&](Scored& scored) {
+    if (keep == 0 || std::isnan(scored.score) || scored.score < request.threshold) return;
     if (static_cast<std::int64_t>(best.size()) < keep) {
       best.push(std::move(scored));
     } else if (scored.score > best.top().score) {
       best.pop();
       best.push(std::move(scored));
     }
-  }
+  };
+  for (Scored& scored : ann_scored) offer(scored);
   const std::int64_t cap = request.exact              ? std::numeric_limits<std::int64_t>::max()
                            : request.max_rescored > 0 ? request.max_rescored
                                                       : kDefaultMaxRescored;
@@ -593,14 +586,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
         ++result.rescored;
         ++scanned_rescored;
       }
-      Scored& scored = exact[c - done];
-      if (std::isnan(scored.score) || scored.score < request.threshold) continue;
-      if (static_cast<std::int64_t>(best.size()) < keep) {
-        best.push(std::move(scored));
-      } else if (scored.score > best.top().score) {
-        best.pop();
-        best.push(std::move(scored));
-      }
+      offer(exact[c - done]);
     }
     done = end;
     if (stop) break;

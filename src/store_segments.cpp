@@ -31,15 +31,6 @@ constexpr std::uint64_t kLargeSegmentBytes = 64ull << 20;
 // A segment at most this live is rewritten without its dead rows.
 constexpr double kRewriteLiveFraction = 0.5;
 
-std::string random_segment_name() {
-  // Drawn fresh each time: a generator's state would be shared by forked processes.
-  std::random_device random;
-  const unsigned long long value = (static_cast<unsigned long long>(random()) << 32) ^ random();
-  char name[40];
-  std::snprintf(name, sizeof name, "%016llx.seg", value);
-  return name;
-}
-
 // The deepest folder holding every path of a sorted list.
 std::string common_dir(const std::vector<const IndexedFile*>& files) {
   const std::string& first = files.front()->state.path;
@@ -64,6 +55,22 @@ struct KindBlocks {
 };
 
 }  // namespace
+
+std::string random_store_file_name(const char* extension) {
+  // Drawn fresh each time: a generator's state would be shared by forked processes.
+  std::random_device random;
+  const unsigned long long value = (static_cast<unsigned long long>(random()) << 32) ^ random();
+  char name[40];
+  std::snprintf(name, sizeof name, "%016llx%s", value, extension);
+  return name;
+}
+
+void check_owner_item(const SegmentFile& segment, std::int64_t item) {
+  if (item < 0 || item >= segment.header().items) {
+    throw Error(ErrorKind::kIndex, "vector segment " + segment.label() +
+                                       " names an item it does not hold; re-index with --rebuild");
+  }
+}
 
 fs::path IndexStore::Impl::segments_dir() const {
   return fs::path(db.path().string() + ".segments");
@@ -130,7 +137,7 @@ std::optional<std::int64_t> IndexStore::Impl::write_segment(
     throw Error(ErrorKind::kIndex,
                 "cannot create " + segments_dir().string() + ": " + ec.message());
   }
-  const std::string name = random_segment_name();
+  const std::string name = random_store_file_name(".seg");
   write_segment_file(segments_dir() / name, bytes);
   written.push_back(segments_dir() / name);
   sqlite::Statement insert(db,
