@@ -134,6 +134,11 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   started = std::chrono::steady_clock::now();
   const SearchResult found = store.search(model_id, scope, request);
   phases.search_ms = ms_since(started);
+  phases.select_ms = found.select_ms;
+  phases.ann_ms = found.ann_ms;
+  phases.scan_ms = found.scan_ms;
+  phases.rescore_ms = found.rescore_ms;
+  phases.owners_ms = found.owners_ms;
   result.searched = found.searched;
   result.rescored = found.rescored;
   result.proven_exact = found.proven_exact;
@@ -141,9 +146,8 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   result.nprobe = found.nprobe;
   if (found.searched == 0) {
     // Nothing to score: not indexed with this model, unless the query images were all it held.
-    bool indexed = false;
-    for (const ModelUsage& usage : store.models_in_scope(scope))
-      indexed |= usage.model_id == model_id;
+    const std::vector<std::string> present = store.model_ids_in_scope(scope);
+    const bool indexed = std::find(present.begin(), present.end(), model_id) != present.end();
     if (!indexed) throw_scope_not_indexed(store, scope, model_id);
   }
 

@@ -26,45 +26,53 @@ ScopeModel resolve_scope_model(const IndexStore& store, const fs::path& scope,
                                const std::vector<fs::path>& search_path,
                                const std::string& requested) {
   ScopeModel result;
-  result.usages = store.models_in_scope(scope);
+  const std::vector<std::string> present = store.model_ids_in_scope(scope);
   const auto indexed_with_name = [&](const std::string& name) -> std::string {
-    for (const auto& usage : result.usages) {
-      if (model_name_of(usage.model_id) == name) return usage.model_id;
+    for (const auto& id : present) {
+      if (model_name_of(id) == name) return id;
     }
     return "";
+  };
+  // The counts only for the messages of a scope that is not ready.
+  const auto finish = [&](ScopeModel::Status status) {
+    result.status = status;
+    if (status != ScopeModel::Status::kReady && !present.empty() && result.usages.empty()) {
+      result.usages = store.models_in_scope(scope);
+    }
+    return result;
   };
 
   if (!requested.empty()) {
     result.bundle = find_bundle(requested, search_path);
     result.name = result.bundle->manifest().name;
     const std::string identity = result.bundle->identity();
-    const bool indexed =
-        std::any_of(result.usages.begin(), result.usages.end(),
-                    [&](const ModelUsage& usage) { return usage.model_id == identity; });
-    if (indexed) {
-      result.status = ScopeModel::Status::kReady;
+    if (std::find(present.begin(), present.end(), identity) != present.end()) {
       result.indexed_id = identity;
-    } else if (!(result.indexed_id = indexed_with_name(result.name)).empty()) {
-      result.status = ScopeModel::Status::kReExported;
-    } else {
-      result.status = result.usages.empty() ? ScopeModel::Status::kNotIndexed
-                                            : ScopeModel::Status::kNotIndexedWithModel;
+      return finish(ScopeModel::Status::kReady);
     }
-    return result;
+    if (!(result.indexed_id = indexed_with_name(result.name)).empty()) {
+      return finish(ScopeModel::Status::kReExported);
+    }
+    return finish(present.empty() ? ScopeModel::Status::kNotIndexed
+                                  : ScopeModel::Status::kNotIndexedWithModel);
   }
 
-  if (result.usages.empty()) return result;  // kNotIndexed
-  result.indexed_id = result.usages.front().model_id;
+  if (present.empty()) return result;  // kNotIndexed
+  if (present.size() == 1) {
+    result.indexed_id = present.front();
+  } else {
+    // Several models: the one that indexed most of the scope.
+    result.usages = store.models_in_scope(scope);
+    result.indexed_id = result.usages.front().model_id;
+  }
   result.name = model_name_of(result.indexed_id);
   try {
     result.bundle = find_bundle(result.name, search_path);
   } catch (const Error&) {
-    result.status = ScopeModel::Status::kNotInstalled;
-    return result;
+    return finish(ScopeModel::Status::kNotInstalled);
   }
-  result.status = result.bundle->identity() == result.indexed_id ? ScopeModel::Status::kReady
-                                                                 : ScopeModel::Status::kReExported;
-  return result;
+  return finish(result.bundle->identity() == result.indexed_id ? ScopeModel::Status::kReady
+                                                               : ScopeModel::Status::kReExported);
 }
 
 std::vector<std::string> stale_model_ids(const std::vector<std::string>& stored_ids,

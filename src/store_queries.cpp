@@ -1,5 +1,7 @@
 // IndexStore: reading files, vectors and models.
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "mmsearch/index.h"
 #include "store_impl.h"
@@ -307,17 +309,40 @@ LoadedVectors IndexStore::load_vectors(const std::string& model_id,
 }
 
 std::vector<ModelUsage> IndexStore::models_in_scope(const std::filesystem::path& scope) const {
-  // ?1 is unused here; the clause keeps the scope parameters at ?2..?4 like everywhere else.
+  // The folder itself and the range below it as two terms, so that each is a range of the
+  // (model, path) index instead of a filter over every file of the model.
   sqlite::Statement q(impl_->db,
-                      std::string("SELECT m.model_id, count(*) AS n FROM files f "
-                                  "JOIN models m ON m.id = f.model WHERE ?1 = ?1 AND ") +
-                          kScopeClause + " GROUP BY m.model_id ORDER BY n DESC, m.model_id",
+                      "SELECT (SELECT count(*) FROM files WHERE model = ?1 AND path = ?2) + "
+                      "(SELECT count(*) FROM files WHERE model = ?1 AND path >= ?3 AND "
+                      "path < ?4)",
                       "models in scope");
-  q.bind(1, std::int64_t{0});
-  bind_scope(q, scope_range(scope));
+  const ScopeRange range = scope_range(scope);
   std::vector<ModelUsage> usage;
-  while (q.step()) usage.push_back({q.text(0), q.int64(1)});
+  for (const std::string& model_id : model_ids_in_scope(scope)) {
+    const std::optional<std::int64_t> model = impl_->model_row(model_id);
+    if (!model) continue;
+    q.bind(1, *model);
+    bind_scope(q, range);
+    if (q.step()) usage.push_back({model_id, q.int64(0)});
+    q.reset();
+  }
+  std::stable_sort(usage.begin(), usage.end(), [](const ModelUsage& a, const ModelUsage& b) {
+    return a.file_count > b.file_count;
+  });
   return usage;
+}
+
+std::vector<std::string> IndexStore::model_ids_in_scope(const std::filesystem::path& scope) const {
+  sqlite::Statement q(impl_->db,
+                      "SELECT m.model_id FROM models m WHERE "
+                      "EXISTS (SELECT 1 FROM files WHERE model = m.id AND path = ?2) OR "
+                      "EXISTS (SELECT 1 FROM files WHERE model = m.id AND path >= ?3 AND "
+                      "path < ?4) ORDER BY m.model_id",
+                      "models in scope");
+  bind_scope(q, scope_range(scope));
+  std::vector<std::string> ids;
+  while (q.step()) ids.push_back(q.text(0));
+  return ids;
 }
 
 std::vector<std::string> IndexStore::models() const {

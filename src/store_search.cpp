@@ -595,6 +595,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
   result.rescore_ms = ms_since(rescore_started);
 
   // --- the owners of the kept entries, ties by path then caption ---
+  const auto owners_started = std::chrono::steady_clock::now();
   sqlite::Statement owner(s.db,
                           "SELECT id, path, category FROM files WHERE segment_id = ?1 AND "
                           "segment_row = ?2",
@@ -644,6 +645,7 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
             });
   if (static_cast<std::int64_t>(result.matches.size()) > request.k)
     result.matches.resize(request.k);
+  result.owners_ms = ms_since(owners_started);
   return result;
 }
 

@@ -61,7 +61,9 @@ struct QueryPhases {
   double tokenize_ms = 0;  // pre_caption + WordPiece
   double forward_ms = 0;   // the encoders' forward passes (query images decoded included)
   double search_ms = 0;    // IndexStore::search: selecting, scanning, re-scoring, owners
-  double rerank_ms = 0;    // ITM re-ranking
+  // The parts of search_ms (SearchResult has their meaning).
+  double select_ms = 0, ann_ms = 0, scan_ms = 0, rescore_ms = 0, owners_ms = 0;
+  double rerank_ms = 0;  // ITM re-ranking
 };
 
 struct QueryResult {

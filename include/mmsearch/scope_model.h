@@ -23,10 +23,13 @@ struct ScopeModel {
     kNotInstalled,         // the scope was indexed by `indexed_id`, whose bundle is not installed
   };
   Status status = Status::kNotIndexed;
-  std::string name;                // the model's bundle name (requested or found in the index)
-  std::string indexed_id;          // the identity the scope's vectors have for that name
-  std::optional<Bundle> bundle;    // the installed bundle of that name, when there is one
-  std::vector<ModelUsage> usages;  // every model that indexed the scope, most files first
+  std::string name;              // the model's bundle name (requested or found in the index)
+  std::string indexed_id;        // the identity the scope's vectors have for that name
+  std::optional<Bundle> bundle;  // the installed bundle of that name, when there is one
+  // Every model that indexed the scope, most files first, for the messages of the statuses
+  // other than kReady. Counting is slow at a million files, so a ready scope skips it when it
+  // can: with a requested model, or with one model in the scope, `usages` stays empty.
+  std::vector<ModelUsage> usages;
 };
 
 // The name part of an identity: "blip-base@3fa94c1d" -> "blip-base".

@@ -230,6 +230,10 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             open_ms, phases.load_ms, phases.tokenize_ms, phases.forward_ms, phases.search_ms,
             result.searched, result.rescored, result.proven_exact ? "" : ", not proven exact",
             phases.rerank_ms);
+        spdlog::debug(
+            "search phases: select {:.1f} ms, index {:.1f} ms, scan {:.1f} ms, re-score {:.1f} ms, "
+            "owners {:.1f} ms",
+            phases.select_ms, phases.ann_ms, phases.scan_ms, phases.rescore_ms, phases.owners_ms);
         if (result.approximate) {
           spdlog::info("approximate search ({} lists probed); --exact scans every item",
                        result.nprobe);
@@ -275,6 +279,11 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
                             {"forward", phases.forward_ms},
                             {"search", phases.search_ms},
                             {"rerank", phases.rerank_ms}};
+          j["search_phases_ms"] = {{"select", phases.select_ms},
+                                   {"ann", phases.ann_ms},
+                                   {"scan", phases.scan_ms},
+                                   {"rescore", phases.rescore_ms},
+                                   {"owners", phases.owners_ms}};
           if (translator) j["translator"] = translator->id();
           j["terms"] = nlohmann::json::array();
           for (std::size_t i = 0; i < terms.size(); ++i) {

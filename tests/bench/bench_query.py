@@ -135,20 +135,32 @@ def bench_size(binary, models_dir, work, shape, n, queries, args):
     folder = work / f"{shape}-{n}"
     home = folder / "home"
     root = folder / "root"
-    if folder.exists():
-        shutil.rmtree(folder)
-    exact = generate(folder / "import", n, per_item, queries, args)
-    (root / "img").mkdir(parents=True)
     env = dict(os.environ, MMSEARCH_MODELS=str(models_dir), MMSEARCH_HOME=str(home),
                BENCH_OUT=str(folder / "stdout.txt"))
-    out, _, import_wall = run_measured([binary, "import", folder / "import", "--model", model,
-                                        "--root", root, "--json"], env)
-    imported = json.loads(out)
+    saved = folder / "bench-import.json"
+    if args.reuse and saved.exists():
+        # Queries only, against the store an earlier run built (a new binary, the same data).
+        imported = json.loads(saved.read_text())
+        exact = np.load(folder / "exact-top10.npy")
+    else:
+        if folder.exists():
+            shutil.rmtree(folder)
+        exact = generate(folder / "import", n, per_item, queries, args)
+        (root / "img").mkdir(parents=True)
+        out, _, import_wall = run_measured([binary, "import", folder / "import", "--model",
+                                            model, "--root", root, "--json"], env)
+        imported = json.loads(out)
+        # From kAnnAutoItems on, import builds the approximate-search index: its share of the
+        # wall.
+        imported["ann_build_s"] = (import_wall - imported["seconds"]
+                                   if imported.get("ann_built") else 0.0)
+        imported["disk_per_item"] = disk_bytes(home) / n
+        shutil.rmtree(folder / "import")  # the store holds the vectors now
+        np.save(folder / "exact-top10.npy", exact)
+        saved.write_text(json.dumps(imported))
     import_rate = imported["items_per_second"]  # the import itself, not the process start
-    # From kAnnAutoItems on, import builds the approximate-search index: its share of the wall.
-    ann_build_s = import_wall - imported["seconds"] if imported.get("ann_built") else 0.0
-    disk = disk_bytes(home) / n
-    shutil.rmtree(folder / "import")  # the store holds the vectors now
+    ann_build_s = imported["ann_build_s"]
+    disk = imported["disk_per_item"]
     walls, rss, search_ms, recalls, proven, nprobe = [], [], [], [], 0, 0
     exact_ms, exact_recalls = [], []
     for qi, text in enumerate(QUERIES[: args.queries]):
@@ -198,6 +210,9 @@ def main():
     parser.add_argument("--exact-queries", type=int, default=3,
                         help="with an approximate-search index: queries also run with --exact")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="query the stores an earlier run left in --work instead of "
+                             "building them again (import figures are that run's)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -523,6 +523,12 @@ def test_query_text_fields_k_and_threshold(run, scene):
     assert out["scope"] == str(d) and out["searched"] == len(truth)
     assert len(out["results"]) == 5  # default k
     assert out["terms"] == [{"kind": "text", "value": "a red picture", "weight": 1.0}]
+    # Where the time went: the query's phases and the search's parts, which fit inside it.
+    phases, parts = out["phases_ms"], out["search_phases_ms"]
+    assert set(phases) == {"open", "load", "tokenize", "forward", "search", "rerank"}
+    assert set(parts) == {"select", "ann", "scan", "rescore", "owners"}
+    assert all(v >= 0 for v in [*phases.values(), *parts.values()])
+    assert sum(parts.values()) <= phases["search"] + 0.5
     for r in out["results"]:
         rel = str(Path(r["path"]).relative_to(d))
         assert r["category"] == truth[rel][0] and r["caption"] == truth[rel][1][0]

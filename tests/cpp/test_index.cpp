@@ -131,6 +131,29 @@ TEST(IndexStore, ScopePrefixIsAPathPrefixNotAStringPrefix) {
   EXPECT_EQ(store.load_vectors("m", "/a/b", VectorKind::kImageProj).embeddings.count, 3);
   EXPECT_TRUE(store.models_in_scope("/elsewhere").empty());
   EXPECT_EQ(store.models_in_scope("/a/b-c").at(0).file_count, 1);
+  // The folder's own row, the rows below it, neither its string-prefix siblings.
+  EXPECT_EQ(store.models_in_scope("/a/b").at(0).file_count, 3);
+  EXPECT_EQ(store.models_in_scope("/a/b/x.jpg").at(0).file_count, 1);
+  EXPECT_EQ(store.model_ids_in_scope("/a/b"), std::vector<std::string>{"m"});
+  EXPECT_TRUE(store.model_ids_in_scope("/a/b/nothing").empty());
+  EXPECT_TRUE(store.model_ids_in_scope("/a/bd").empty());
+}
+
+TEST(IndexStore, ModelsInScopeMostFilesFirst) {
+  const fs::path dir = fresh_dir("models_in_scope");
+  IndexStore store(dir / "index.sqlite3");
+  store.upsert_batch("few", {make_file("/p/a.jpg", 1), make_file("/q/a.jpg", 2),
+                             make_file("/q/b.jpg", 3), make_file("/q/c.jpg", 4)});
+  store.upsert_batch("many", {make_file("/p/a.jpg", 1), make_file("/p/b.jpg", 2)});
+  const auto usage = store.models_in_scope("/p");
+  ASSERT_EQ(usage.size(), 2u);
+  EXPECT_EQ(usage[0].model_id, "many");
+  EXPECT_EQ(usage[0].file_count, 2);
+  EXPECT_EQ(usage[1].model_id, "few");
+  EXPECT_EQ(usage[1].file_count, 1);
+  EXPECT_EQ(store.models_in_scope("/").at(0).model_id, "few");  // 4 files against 2
+  EXPECT_EQ(store.model_ids_in_scope("/p"), (std::vector<std::string>{"few", "many"}));
+  EXPECT_EQ(store.model_ids_in_scope("/q"), std::vector<std::string>{"few"});
 }
 
 TEST(IndexStore, ContentHashReuse) {

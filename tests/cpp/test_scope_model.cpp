@@ -69,6 +69,27 @@ TEST_F(ScopeModelTest, StatusesByIdentity) {
   EXPECT_EQ(model_name_of("blip-base@3fa94c1d"), "blip-base");
 }
 
+TEST_F(ScopeModelTest, SeveralModelsTheOneWithMostFilesWinsAndMessagesCount) {
+  // The earlier export holds more of /p than the installed one: the scope resolves to it.
+  store_->upsert_batch(tiny_->identity(), {one_file("/p/a.jpg")});
+  store_->upsert_batch("dishes-tiny@0123456789abcdef",
+                       {one_file("/p/a.jpg"), one_file("/p/b.jpg")});
+  const ScopeModel most = resolve_scope_model(*store_, "/p", {kModels}, "");
+  EXPECT_EQ(most.status, ScopeModel::Status::kReExported);
+  EXPECT_EQ(most.indexed_id, "dishes-tiny@0123456789abcdef");
+  ASSERT_EQ(most.usages.size(), 2u);
+  EXPECT_EQ(most.usages[0].file_count, 2);
+  // Asked for by name, the installed identity is there: ready, without counting.
+  const ScopeModel asked = resolve_scope_model(*store_, "/p", {kModels}, "dishes-tiny");
+  EXPECT_EQ(asked.status, ScopeModel::Status::kReady);
+  EXPECT_TRUE(asked.usages.empty());
+  // A model that is not there: the message names the others with their counts.
+  store_->upsert_batch("gone@fedcba9876543210", {one_file("/r/a.jpg"), one_file("/r/b.jpg")});
+  const ScopeModel other = resolve_scope_model(*store_, "/r", {kModels}, "dishes-tiny");
+  EXPECT_EQ(other.status, ScopeModel::Status::kNotIndexedWithModel);
+  EXPECT_EQ(describe_usages(other.usages), "gone@fedcba9876543210 (2 files)");
+}
+
 TEST_F(ScopeModelTest, PruneRemovesOnlyStaleModels) {
   store_->upsert_batch(tiny_->identity(), {one_file("/p/a.jpg")});
   store_->upsert_batch("dishes-tiny@0123456789abcdef", {one_file("/p/a.jpg")});
