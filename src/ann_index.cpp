@@ -34,9 +34,11 @@ using idx_t = faiss::Index::idx_t;
 // place it, and more only costs time (about sqrt(N) lists, so 200k vectors at 10M).
 constexpr std::int64_t kTrainPerList = 64;
 constexpr int kKmeansIterations = 10;
-// Rows per checksum block of the lists: 256 KiB of int8 codes at 256 dimensions.
-constexpr std::int64_t kCodeBlockRows = 1024;
-constexpr std::int64_t kIdBlockRows = 32768;
+// Rows per checksum block of the lists: 16 KiB of int8 codes at 256 dimensions, and 16 KiB of
+// ids. A probed list checks every block it overlaps, so blocks much larger than a list (~3k
+// entries at 10M) hash mostly other lists' rows.
+constexpr std::int64_t kCodeBlockRows = 64;
+constexpr std::int64_t kIdBlockRows = 2048;
 // Probed lists scored per task.
 constexpr std::size_t kListsPerTask = 4;
 

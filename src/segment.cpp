@@ -20,8 +20,13 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::uint64_t kAlignment = 64;
-// A scan checks each block just before reading it, so blocks are sized to stay in L2.
-constexpr std::uint64_t kScanBlockBytes = 256 * 1024;
+// A scan checks each block just before reading it, and a candidate re-scored alone (from the
+// approximate-search index) checks the whole block around it: 16 KiB blocks stay in L1 for the
+// scan and cost a candidate 16 KiB of hashing. With 256 KiB blocks the 80 candidates of a 10M
+// BLIP query hashed ~60 MB, ~20 ms (docs/PERFORMANCE.md).
+constexpr std::uint64_t kScanBlockBytes = 16 * 1024;
+// Owners, norms and radii: 2,048 rows (16 KiB of owners) per block, for the same reason.
+constexpr std::int64_t kSideBlockRows = 2048;
 
 std::uint64_t align_up(std::uint64_t value, std::uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
@@ -94,7 +99,7 @@ void SegmentBuilder::add_kind(VectorKind kind, VectorEncoding encoding, int vect
   if (encoding == VectorEncoding::kInt8) {
     add(segment_array_name(kind, "scale"), ArrayType::kF32, rows, 1, block_rows, scales.data());
   }
-  add(segment_array_name(kind, "owner"), ArrayType::kI32, n, 2, 1 << 16, owners.data());
+  add(segment_array_name(kind, "owner"), ArrayType::kI32, n, 2, kSideBlockRows, owners.data());
 
   if (vectors_per_item > 1) {
     // The first stage: per entry the mean m of its (decoded) vectors, |m|, and the radius
@@ -147,8 +152,10 @@ void SegmentBuilder::add_kind(VectorKind kind, VectorEncoding encoding, int vect
       add(segment_array_name(kind, "mean.scale"), ArrayType::kF32, n, 1, mean_block_rows,
           mean_scales.data());
     }
-    add(segment_array_name(kind, "mean_norm"), ArrayType::kF32, n, 1, 1 << 16, norms.data());
-    add(segment_array_name(kind, "radius"), ArrayType::kF32, n, 1, 1 << 16, radii.data());
+    add(segment_array_name(kind, "mean_norm"), ArrayType::kF32, n, 1, kSideBlockRows,
+        norms.data());
+    add(segment_array_name(kind, "radius"), ArrayType::kF32, n, 1, kSideBlockRows,
+        radii.data());
   }
   kinds_.push_back({kind, encoding, vectors_per_item, dim, n});
 }

@@ -93,6 +93,12 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store,
 // The user's index opened read-only, or Error(kIndex) "nothing has been indexed yet; run ...".
 IndexStore open_index_read_only();
 
+// The folder a query or simmatrix searches (`--in`, default the current folder), absolute and
+// normalised. A folder that is not on this machine is taken when the store holds items under
+// it (imported from elsewhere); anything else is an input error (exit 3) naming `flag`.
+std::filesystem::path scope_folder(const std::string& in, const IndexStore& store,
+                                   const std::string& flag);
+
 // --ann of index and import: "auto" keeps the model's approximate-search index fresh
 // (IndexStore::refresh_ann), "build" builds or rebuilds it now whatever the size, "off" leaves
 // it alone. Returns the index built, if any.

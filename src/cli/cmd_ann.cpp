@@ -213,7 +213,7 @@ Command register_ann(CLI::App& root, GlobalOptions& global) {
   app->footer(
       "Queries use a model's approximate-search index (FAISS IVF) when it has one, for the\n"
       "segments it covers; everything written since is scanned exactly. index and import build\n"
-      "one by themselves from 2,000,000 items and rebuild it once 10% of the items are outside\n"
+      "one by themselves from 1,000,000 items and rebuild it once 10% of the items are outside\n"
       "it. `query --exact` never uses it.\n"
       "Exit codes: 4 unknown model, 5 index problem (no vectors, no index for recall).\n"
       "Examples:\n"

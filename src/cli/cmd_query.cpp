@@ -197,12 +197,6 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         }
 
         QueryOptions query;
-        query.scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
-        std::error_code ec;
-        if (!fs::is_directory(query.scope, ec)) {
-          throw Error(ErrorKind::kInput, query.scope.string() + ": not a folder");
-        }
-        query.scope = fs::absolute(query.scope);
         query.against = against_from_string(options->against);
         query.k = options->k;
         query.threshold = options->threshold;
@@ -215,6 +209,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
 
         // One read-only store for the whole query: model resolution, translations, vectors.
         const IndexStore store = open_index_read_only();
+        query.scope = scope_folder(options->in, store, "--in");
         auto encoder =
             open_encoder(global, bundle_for_scope(global, store, query.scope, options->model));
         std::vector<std::string> originals(terms.size());

@@ -118,18 +118,14 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
           }
           kinds.push_back(similarity_kind_from_string(name));
         }
-        fs::path scope = options->in.empty() ? fs::current_path() : fs::path(options->in);
-        std::error_code ec;
-        if (!fs::is_directory(scope, ec)) {
-          throw Error(ErrorKind::kInput, scope.string() + ": not a folder");
-        }
-        scope = normalize_index_path(fs::absolute(scope));
         const IndexStore store = open_index_read_only();
+        const fs::path scope = scope_folder(options->in, store, "--in");
         // Only the manifest is needed: the vectors come from the index.
         const Bundle bundle = bundle_for_scope(global, store, scope, options->model);
         const std::string prefix =
             options->out.empty() ? "simmatrix-" + bundle.manifest().name : options->out;
         if (fs::path(prefix).has_parent_path()) {
+          std::error_code ec;
           fs::create_directories(fs::path(prefix).parent_path(), ec);
         }
         nlohmann::json matrices = nlohmann::json::array();

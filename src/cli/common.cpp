@@ -172,6 +172,21 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, co
   return *model.bundle;
 }
 
+fs::path scope_folder(const std::string& in, const IndexStore& store, const std::string& flag) {
+  const fs::path given = in.empty() ? fs::current_path() : fs::path(in);
+  const fs::path scope = normalize_index_path(fs::absolute(given));
+  std::error_code ec;
+  if (fs::is_directory(given, ec)) return scope;
+  if (fs::exists(given, ec)) {
+    throw Error(ErrorKind::kInput, given.string() + ": not a folder; " + flag + " takes a folder");
+  }
+  if (store.model_ids_in_scope(scope).empty()) {
+    throw Error(ErrorKind::kInput, given.string() + ": no such folder, and nothing indexed or " +
+                                       "imported lies under it; check " + flag);
+  }
+  return scope;
+}
+
 IndexStore open_index_read_only() {
   const fs::path index_path = default_index_path();
   std::error_code ec;
@@ -193,7 +208,7 @@ std::string display_path(const std::string& absolute) {
 
 void add_ann_option(CLI::App* app, std::string& policy) {
   app->add_option("--ann", policy,
-                  "Approximate-search index: auto (build from 2,000,000 items, rebuild when 10% "
+                  "Approximate-search index: auto (build from 1,000,000 items, rebuild when 10% "
                   "are outside it), build (now), off")
       ->check(CLI::IsMember({"auto", "build", "off"}));
 }

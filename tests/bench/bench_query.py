@@ -130,7 +130,7 @@ def disk_bytes(home):
                not p.name.endswith(("-shm", ".json")))
 
 
-def bench_size(binary, models_dir, work, shape, n, queries, args):
+def bench_size(binary, models_dir, work, shape, n, queries, args, nprobe=None):
     model, per_item = SHAPES[shape]
     folder = work / f"{shape}-{n}"
     home = folder / "home"
@@ -163,9 +163,10 @@ def bench_size(binary, models_dir, work, shape, n, queries, args):
     disk = imported["disk_per_item"]
     walls, rss, search_ms, recalls, proven, nprobe = [], [], [], [], 0, 0
     exact_ms, exact_recalls = [], []
+    probe = ["--nprobe", str(nprobe)] if nprobe else []
     for qi, text in enumerate(QUERIES[: args.queries]):
         out, wall, peak = peak_rss_mb([binary, "query", "--in", root, "--model", model, "--text",
-                                       text, "-k", "10", "--json"], env)
+                                       text, "-k", "10", "--json", *probe], env)
         result = json.loads(out)
         walls.append(wall)
         rss.append(peak)
@@ -210,6 +211,9 @@ def main():
     parser.add_argument("--exact-queries", type=int, default=3,
                         help="with an approximate-search index: queries also run with --exact")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--nprobe", type=lambda v: [int(x) for x in v.split(",")],
+                        help="with an approximate-search index: a row per lists-probed value "
+                             "(default: the index's own)")
     parser.add_argument("--reuse", action="store_true",
                         help="query the stores an earlier run left in --work instead of "
                              "building them again (import figures are that run's)")
@@ -220,9 +224,13 @@ def main():
         model = SHAPES[shape][0]
         queries = query_vectors(args.bin, model, args.models, args.work)
         for n in [int(s) for s in args.sizes.split(",")]:
-            row = bench_size(args.bin, args.models, args.work, shape, n, queries, args)
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
+            for i, nprobe in enumerate(args.nprobe or [None]):
+                # Every nprobe after the first queries the store the first one built.
+                row = bench_size(args.bin, args.models, args.work, shape, n, queries,
+                                 argparse.Namespace(**{**vars(args), "reuse": args.reuse or i > 0}),
+                                 nprobe)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
     print("| shape | items | query wall (median) | vs 8 items | search phase median / p90 | "
           "peak RSS | vs 8 items | disk / item | import | recall@10 | proven exact |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

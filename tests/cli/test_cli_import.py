@@ -136,6 +136,20 @@ def test_float16_and_relative_exports_import_elsewhere(run, tmp_path):
     assert result["searched"] == 9
     assert all(r["path"].startswith(str(moved) + "/") for r in result["results"])
 
+    # The files need not be on this machine: a scope that does not exist here is searched when
+    # the store holds items under it, and a typo is still an input error naming the flag.
+    moved.rename(tmp_path / "gone")
+    again = fresh.json("query", "--json", "--in", moved, "--model", "blip2-coco",
+                       "--text", "a red picture", "-k", "20")
+    assert [r["path"] for r in again["results"]] == [r["path"] for r in result["results"]]
+    sub = fresh.json("query", "--json", "--in", moved / "checker", "--model", "blip2-coco",
+                     "--text", "a red picture", "-k", "20")
+    assert sub["searched"] == 3  # the checker sub-folder alone
+    typo = fresh("query", "--in", tmp_path / "movde", "--text", "x", check=EXIT_INPUT)
+    assert "no such folder" in typo.stderr and "--in" in typo.stderr
+    not_folder = fresh("query", "--in", out / "metadata.jsonl", "--text", "x", check=EXIT_INPUT)
+    assert "not a folder" in not_folder.stderr
+
 
 def synthetic_folder(d: Path, n: int, rows: int, embed: int, captions_per_item: int = 1,
                      dtype=np.float32) -> None:
