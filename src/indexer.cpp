@@ -74,7 +74,10 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   // the files that remain; their records stay in memory for a renamed copy to reuse.
   const std::vector<FileListing> stored = store.list_files(model_id, scan.root);
   std::unordered_map<std::string, IndexedFile> vanished;  // by content key
-  for (const FileState& state : options.rebuild ? std::vector<FileState>{} : vanished_files(stored)) {
+  for (const FileState& state :
+       options.rebuild ? std::vector<FileState>{} : vanished_files(stored)) {
+    // Imported items have no content hash (their files were never read here): nothing to reuse.
+    if (state.content_hash.empty()) continue;
     if (auto record = store.find_by_content_hash(model_id, state.content_hash, state.size)) {
       vanished.emplace(content_key(state.content_hash, state.size), std::move(*record));
     }
@@ -82,7 +85,7 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   IndexCommitter commit(store, model_id, stored, options, summary);
   commit.remove_vanished(scan.root);
   const ContentLookup find_by_content = [&](const std::string& content_hash,
-                                           std::int64_t size) -> std::optional<IndexedFile> {
+                                            std::int64_t size) -> std::optional<IndexedFile> {
     if (options.rebuild) return std::nullopt;
     auto record = store.find_by_content_hash(model_id, content_hash, size);
     if (!record) {
@@ -93,8 +96,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   };
 
   // Plan, second half: per file.
-  IndexPlan plan =
-      plan_index(scan, english, options.rebuild ? std::vector<FileListing>{} : stored, find_by_content);
+  IndexPlan plan = plan_index(scan, english, options.rebuild ? std::vector<FileListing>{} : stored,
+                              find_by_content);
   for (const auto& failure : plan.failures) commit.fail(failure);
   commit.count_unchanged(plan.unchanged);
   const std::size_t batch_size = static_cast<std::size_t>(std::max(1, options.batch_size));
