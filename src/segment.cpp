@@ -152,10 +152,8 @@ void SegmentBuilder::add_kind(VectorKind kind, VectorEncoding encoding, int vect
       add(segment_array_name(kind, "mean.scale"), ArrayType::kF32, n, 1, mean_block_rows,
           mean_scales.data());
     }
-    add(segment_array_name(kind, "mean_norm"), ArrayType::kF32, n, 1, kSideBlockRows,
-        norms.data());
-    add(segment_array_name(kind, "radius"), ArrayType::kF32, n, 1, kSideBlockRows,
-        radii.data());
+    add(segment_array_name(kind, "mean_norm"), ArrayType::kF32, n, 1, kSideBlockRows, norms.data());
+    add(segment_array_name(kind, "radius"), ArrayType::kF32, n, 1, kSideBlockRows, radii.data());
   }
   kinds_.push_back({kind, encoding, vectors_per_item, dim, n});
 }
@@ -363,6 +361,53 @@ void SegmentFile::index_blocks() {
 
 SegmentFile::~SegmentFile() {
   if (mapped_) ::munmap(const_cast<std::uint8_t*>(base_), size_);
+  if (read_fd_ >= 0) ::close(read_fd_);
+}
+
+void SegmentFile::block_corrupt(const SegmentArray& array, std::int64_t block) const {
+  throw Error(ErrorKind::kIndex, "vector segment " + label_ + " is corrupt (" + array.name +
+                                     " block " + std::to_string(block) + " fails its checksum); " +
+                                     kRebuildAdvice);
+}
+
+const std::uint8_t* SegmentFile::read_rows(const SegmentArray& array, std::int64_t first,
+                                           std::int64_t count,
+                                           std::vector<std::uint8_t>& buffer) const {
+  const std::uint64_t row_bytes = array.row_bytes();
+  if (mapped_) {
+    std::call_once(read_fd_once_, [&] { read_fd_ = ::open(label_.c_str(), O_RDONLY | O_CLOEXEC); });
+  }
+  if (!mapped_ || read_fd_ < 0 || count <= 0) {
+    verify_rows(array, first, count);
+    return data(array) + first * row_bytes;
+  }
+  const std::int64_t first_block = first / array.block_rows;
+  const std::int64_t last_block = (first + count - 1) / array.block_rows;
+  const std::uint64_t block_bytes = array.block_rows * row_bytes;
+  const std::uint64_t begin = first_block * block_bytes;
+  const std::uint64_t end = std::min((last_block + 1) * block_bytes, array.data_bytes());
+  buffer.resize(end - begin);
+  for (std::uint64_t done = 0; done < buffer.size();) {
+    const ssize_t got = ::pread(read_fd_, buffer.data() + done, buffer.size() - done,
+                                static_cast<off_t>(array.offset + begin + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      throw Error(ErrorKind::kIndex,
+                  "cannot read vector segment " + label_ + ": " + std::strerror(errno));
+    }
+    if (got == 0) block_corrupt(array, first_block);  // shorter than its header says
+    done += static_cast<std::uint64_t>(got);
+  }
+  for (std::int64_t b = first_block; b <= last_block; ++b) {
+    const std::uint64_t block_begin = b * block_bytes - begin;
+    const std::uint64_t block_end = std::min(block_begin + block_bytes, buffer.size());
+    std::uint64_t stored = 0;
+    std::memcpy(&stored, base_ + array.checksums_offset + b * sizeof stored, sizeof stored);
+    if (XXH3_64bits(buffer.data() + block_begin, block_end - block_begin) != stored) {
+      block_corrupt(array, b);
+    }
+  }
+  return buffer.data() + (first * row_bytes - begin);
 }
 
 void SegmentFile::advise(const SegmentArray& array, Access access) const {
@@ -398,11 +443,7 @@ void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
     const std::uint64_t end = std::min(begin + block_bytes, array.data_bytes());
     std::uint64_t stored = 0;
     std::memcpy(&stored, base_ + array.checksums_offset + b * sizeof stored, sizeof stored);
-    if (XXH3_64bits(base_ + array.offset + begin, end - begin) != stored) {
-      throw Error(ErrorKind::kIndex, "vector segment " + label_ + " is corrupt (" + array.name +
-                                         " block " + std::to_string(b) + " fails its checksum); " +
-                                         kRebuildAdvice);
-    }
+    if (XXH3_64bits(base_ + array.offset + begin, end - begin) != stored) block_corrupt(array, b);
     if (base >= 0) verified_[base + b].store(true, std::memory_order_release);
   }
 }

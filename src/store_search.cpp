@@ -139,18 +139,25 @@ void first_stage(const View& view, const SearchTerm& term, std::int64_t begin, s
 }
 
 // The exact score of one entry for a term that needs its full vectors.
-float rescore(const View& view, const SearchTerm& term, std::int64_t e) {
-  const int dim = view.kind->dim;
+// The rows of one entry, read with pread (SegmentFile::read_rows: a candidate read alone maps
+// no page-cache folios into the process) and scored against the term's query rows, one score
+// per stored row into `scores`.
+void score_entry_rows(const View& view, const SearchTerm& term, std::int64_t e, int query_rows,
+                      std::vector<float>& scores) {
   const int vpi = view.kind->vectors_per_item;
-  view.segment->verify_rows(*view.vectors, e * vpi, vpi);
-  if (view.scales) view.segment->verify_rows(*view.scales, e * vpi, vpi);
-  thread_local std::vector<float> scores;
+  thread_local std::vector<std::uint8_t> rows_buffer, scales_buffer;
+  const std::uint8_t* rows = view.segment->read_rows(*view.vectors, e * vpi, vpi, rows_buffer);
+  const float* scale = view.scales ? reinterpret_cast<const float*>(view.segment->read_rows(
+                                         *view.scales, e * vpi, vpi, scales_buffer))
+                                   : nullptr;
   scores.resize(vpi);
-  const float* scale = view.scale_data(view.scales);
-  kernels::scan_rows(view.vectors->type,
-                     view.segment->data(*view.vectors) + e * vpi * view.vectors->row_bytes(),
-                     scale ? scale + e * vpi : nullptr, vpi, dim, term.query.values.data(),
-                     term.query.vectors_per_item, scores.data());
+  kernels::scan_rows(view.vectors->type, rows, scale, vpi, view.kind->dim, term.query.values.data(),
+                     query_rows, scores.data());
+}
+
+float rescore(const View& view, const SearchTerm& term, std::int64_t e) {
+  thread_local std::vector<float> scores;
+  score_entry_rows(view, term, e, term.query.vectors_per_item, scores);
   return *std::max_element(scores.begin(), scores.end());
 }
 
@@ -166,6 +173,12 @@ bool ann_can_serve(const SearchTerm& term) {
 // needs them, its first-stage score otherwise.
 float exact_term_score(const View& view, const SearchTerm& term, std::int64_t e) {
   if (needs_rescore(view, term)) return rescore(view, term, e);
+  if (view.kind->vectors_per_item == 1) {
+    thread_local std::vector<float> scores;
+    score_entry_rows(view, term, e, term.rule == ScoreRule::kCls ? 1 : term.query.vectors_per_item,
+                     scores);
+    return scores[0];
+  }
   float score = 0.0f;
   first_stage(view, term, e, e + 1, &score);
   return score;

@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +110,14 @@ class SegmentFile {
   // passed once is not hashed again by this object (the file is immutable): a long-lived
   // process pays for each block once.
   void verify_rows(const SegmentArray& array, std::int64_t first, std::int64_t count) const;
+  // Reads the blocks holding rows [first, first + count) of `array` with pread into `buffer`,
+  // checks their checksums and returns where row `first` is: for a few rows here and there, as
+  // a re-score reads them. Through the mapping, each touched row would map the page cache's
+  // large folio around it: 2,048 BLIP-2 candidates put ~3 GB of shared pages in the process's
+  // RSS. An in-memory segment, or a file that cannot be opened again (no descriptor left),
+  // is read through the mapping instead. Throws Error(kIndex) on a mismatch or a read error.
+  const std::uint8_t* read_rows(const SegmentArray& array, std::int64_t first, std::int64_t count,
+                                std::vector<std::uint8_t>& buffer) const;
 
  private:
   SegmentFile() = default;
@@ -121,6 +130,10 @@ class SegmentFile {
   void index_blocks();
   std::vector<std::int64_t> first_block_;  // per array of header_: its first block's index
   std::unique_ptr<std::atomic<bool>[]> verified_;
+  // The file, opened on the first read_rows (a query touches few of a large store's segments).
+  mutable std::once_flag read_fd_once_;
+  mutable int read_fd_ = -1;
+  [[noreturn]] void block_corrupt(const SegmentArray& array, std::int64_t block) const;
 };
 
 // The vectors of one entry (an item's image vectors or one caption's vectors), as given.

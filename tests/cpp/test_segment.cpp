@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <random>
 
@@ -140,7 +141,7 @@ TEST_F(SegmentFileTest, AnIntactFileOpensAndVerifies) { EXPECT_EQ(error_of_open(
 TEST_F(SegmentFileTest, AFlippedVectorByteFailsItsBlockChecksum) {
   const auto seg = SegmentFile::open(path_);
   const SegmentArray a = *seg->header().find_array("image_proj");
-  flip_byte(a.offset + a.row_bytes() * 2900 + 3);  // block 1 (2048 rows of 128 B per block)
+  flip_byte(a.offset + a.row_bytes() * 2900 + 3);  // block 22 (128 rows of 128 B per block)
   const auto reopened = SegmentFile::open(path_);
   // Blocks before the damage still verify; the damaged one names itself.
   EXPECT_NO_THROW(reopened->verify_rows(a, 0, 10));
@@ -148,6 +149,30 @@ TEST_F(SegmentFileTest, AFlippedVectorByteFailsItsBlockChecksum) {
   EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
   EXPECT_NE(message.find(path_.string()), std::string::npos) << message;
   EXPECT_NE(message.find("--rebuild"), std::string::npos) << message;
+}
+
+TEST_F(SegmentFileTest, RowsReadAloneMatchTheMappingAndDamageIsCaught) {
+  const auto seg = SegmentFile::open(path_);
+  const SegmentArray a = *seg->header().find_array("image_proj");
+  std::vector<std::uint8_t> buffer;
+  // Any range, across block boundaries too, reads the bytes the mapping holds.
+  for (const auto& [first, count] : std::vector<std::pair<std::int64_t, std::int64_t>>{
+           {0, 1}, {127, 2}, {2900, 1}, {a.rows - 1, 1}, {100, 300}}) {
+    const std::uint8_t* rows = seg->read_rows(a, first, count, buffer);
+    EXPECT_EQ(std::memcmp(rows, seg->data(a) + first * a.row_bytes(), count * a.row_bytes()), 0)
+        << first;
+  }
+  flip_byte(a.offset + a.row_bytes() * 2900 + 3);
+  const auto reopened = SegmentFile::open(path_);
+  EXPECT_NO_THROW(reopened->read_rows(a, 10, 1, buffer));
+  try {
+    reopened->read_rows(a, 2901, 1, buffer);  // same block as the damage, another row
+    ADD_FAILURE() << "read a damaged block";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kIndex);
+    EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path_.string()), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(SegmentFileTest, AFlippedHeaderByteOrATruncatedFileIsRefused) {
