@@ -130,7 +130,7 @@ def disk_bytes(home):
                not p.name.endswith(("-shm", ".json")))
 
 
-def bench_size(binary, models_dir, work, shape, n, queries, args, nprobe=None):
+def bench_size(binary, models_dir, work, shape, n, queries, args, lists_to_probe=None):
     model, per_item = SHAPES[shape]
     folder = work / f"{shape}-{n}"
     home = folder / "home"
@@ -163,7 +163,7 @@ def bench_size(binary, models_dir, work, shape, n, queries, args, nprobe=None):
     disk = imported["disk_per_item"]
     walls, rss, search_ms, recalls, proven, nprobe = [], [], [], [], 0, 0
     exact_ms, exact_recalls = [], []
-    probe = ["--nprobe", str(nprobe)] if nprobe else []
+    probe = ["--nprobe", str(lists_to_probe)] if lists_to_probe else []
     for qi, text in enumerate(QUERIES[: args.queries]):
         out, wall, peak = peak_rss_mb([binary, "query", "--in", root, "--model", model, "--text",
                                        text, "-k", "10", "--json", *probe], env)
@@ -251,7 +251,8 @@ def main():
         for row in ann_rows:
             print(f"| {row['shape']} | {row['items']:,} | {row['ann_build_s']:.0f} s | "
                   f"{row['ann_nprobe']} | {row['search_ms']:.1f} ms | {row['recall10']:.3f} | "
-                  f"{row['exact_search_ms']:.1f} ms | {row['exact_recall10']:.3f} |")
+                  + (f"{row['exact_search_ms']:.1f} ms | {row['exact_recall10']:.3f} |"
+                     if row["exact_search_ms"] is not None else "— | — |"))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
