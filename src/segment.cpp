@@ -364,7 +364,11 @@ SegmentFile::~SegmentFile() {
   if (read_fd_ >= 0) ::close(read_fd_);
 }
 
-void SegmentFile::block_corrupt(const SegmentArray& array, std::int64_t block) const {
+void SegmentFile::check_block(const SegmentArray& array, std::int64_t block,
+                              const std::uint8_t* bytes, std::uint64_t size) const {
+  std::uint64_t stored = 0;
+  std::memcpy(&stored, base_ + array.checksums_offset + block * sizeof stored, sizeof stored);
+  if (XXH3_64bits(bytes, size) == stored) return;
   throw Error(ErrorKind::kIndex, "vector segment " + label_ + " is corrupt (" + array.name +
                                      " block " + std::to_string(block) + " fails its checksum); " +
                                      kRebuildAdvice);
@@ -374,7 +378,7 @@ const std::uint8_t* SegmentFile::read_rows(const SegmentArray& array, std::int64
                                            std::int64_t count,
                                            std::vector<std::uint8_t>& buffer) const {
   const std::uint64_t row_bytes = array.row_bytes();
-  if (mapped_) {
+  if (mapped_ && count > 0) {
     std::call_once(read_fd_once_, [&] { read_fd_ = ::open(label_.c_str(), O_RDONLY | O_CLOEXEC); });
   }
   if (!mapped_ || read_fd_ < 0 || count <= 0) {
@@ -395,17 +399,16 @@ const std::uint8_t* SegmentFile::read_rows(const SegmentArray& array, std::int64
       throw Error(ErrorKind::kIndex,
                   "cannot read vector segment " + label_ + ": " + std::strerror(errno));
     }
-    if (got == 0) block_corrupt(array, first_block);  // shorter than its header says
+    if (got == 0) {  // shorter than its header says
+      throw Error(ErrorKind::kIndex, "vector segment " + label_ + " is corrupt (" + array.name +
+                                         " ends early); " + kRebuildAdvice);
+    }
     done += static_cast<std::uint64_t>(got);
   }
   for (std::int64_t b = first_block; b <= last_block; ++b) {
     const std::uint64_t block_begin = b * block_bytes - begin;
-    const std::uint64_t block_end = std::min(block_begin + block_bytes, buffer.size());
-    std::uint64_t stored = 0;
-    std::memcpy(&stored, base_ + array.checksums_offset + b * sizeof stored, sizeof stored);
-    if (XXH3_64bits(buffer.data() + block_begin, block_end - block_begin) != stored) {
-      block_corrupt(array, b);
-    }
+    check_block(array, b, buffer.data() + block_begin,
+                std::min(block_bytes, buffer.size() - block_begin));
   }
   return buffer.data() + (first * row_bytes - begin);
 }
@@ -441,9 +444,7 @@ void SegmentFile::verify_rows(const SegmentArray& array, std::int64_t first,
     if (base >= 0 && verified_[base + b].load(std::memory_order_acquire)) continue;
     const std::uint64_t begin = b * block_bytes;
     const std::uint64_t end = std::min(begin + block_bytes, array.data_bytes());
-    std::uint64_t stored = 0;
-    std::memcpy(&stored, base_ + array.checksums_offset + b * sizeof stored, sizeof stored);
-    if (XXH3_64bits(base_ + array.offset + begin, end - begin) != stored) block_corrupt(array, b);
+    check_block(array, b, base_ + array.offset + begin, end - begin);
     if (base >= 0) verified_[base + b].store(true, std::memory_order_release);
   }
 }

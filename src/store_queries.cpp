@@ -1,7 +1,7 @@
 // IndexStore: reading files, vectors and models.
 #include <algorithm>
 #include <cstring>
-#include <optional>
+#include <utility>
 
 #include "mmsearch/index.h"
 #include "store_impl.h"
@@ -308,6 +308,26 @@ LoadedVectors IndexStore::load_vectors(const std::string& model_id,
   return loaded;
 }
 
+namespace {
+
+// (models.id, model_id) of every model with at least one file under `range`, by model_id; one
+// index lookup each.
+std::vector<std::pair<std::int64_t, std::string>> model_rows_in_scope(sqlite::Database& db,
+                                                                      const ScopeRange& range) {
+  sqlite::Statement q(db,
+                      "SELECT m.id, m.model_id FROM models m WHERE "
+                      "EXISTS (SELECT 1 FROM files WHERE model = m.id AND path = ?2) OR "
+                      "EXISTS (SELECT 1 FROM files WHERE model = m.id AND path >= ?3 AND "
+                      "path < ?4) ORDER BY m.model_id",
+                      "models in scope");
+  bind_scope(q, range);
+  std::vector<std::pair<std::int64_t, std::string>> rows;
+  while (q.step()) rows.emplace_back(q.int64(0), q.text(1));
+  return rows;
+}
+
+}  // namespace
+
 std::vector<ModelUsage> IndexStore::models_in_scope(const std::filesystem::path& scope) const {
   // The folder itself and the range below it as two terms, so that each is a range of the
   // (model, path) index instead of a filter over every file of the model.
@@ -318,10 +338,8 @@ std::vector<ModelUsage> IndexStore::models_in_scope(const std::filesystem::path&
                       "models in scope");
   const ScopeRange range = scope_range(scope);
   std::vector<ModelUsage> usage;
-  for (const std::string& model_id : model_ids_in_scope(scope)) {
-    const std::optional<std::int64_t> model = impl_->model_row(model_id);
-    if (!model) continue;
-    q.bind(1, *model);
+  for (const auto& [model, model_id] : model_rows_in_scope(impl_->db, range)) {
+    q.bind(1, model);
     bind_scope(q, range);
     if (q.step()) usage.push_back({model_id, q.int64(0)});
     q.reset();
@@ -333,15 +351,9 @@ std::vector<ModelUsage> IndexStore::models_in_scope(const std::filesystem::path&
 }
 
 std::vector<std::string> IndexStore::model_ids_in_scope(const std::filesystem::path& scope) const {
-  sqlite::Statement q(impl_->db,
-                      "SELECT m.model_id FROM models m WHERE "
-                      "EXISTS (SELECT 1 FROM files WHERE model = m.id AND path = ?2) OR "
-                      "EXISTS (SELECT 1 FROM files WHERE model = m.id AND path >= ?3 AND "
-                      "path < ?4) ORDER BY m.model_id",
-                      "models in scope");
-  bind_scope(q, scope_range(scope));
   std::vector<std::string> ids;
-  while (q.step()) ids.push_back(q.text(0));
+  for (auto& row : model_rows_in_scope(impl_->db, scope_range(scope)))
+    ids.push_back(std::move(row.second));
   return ids;
 }
 

@@ -133,7 +133,9 @@ class SegmentFile {
   // The file, opened on the first read_rows (a query touches few of a large store's segments).
   mutable std::once_flag read_fd_once_;
   mutable int read_fd_ = -1;
-  [[noreturn]] void block_corrupt(const SegmentArray& array, std::int64_t block) const;
+  // Throws Error(kIndex) unless `bytes` (block `block` of `array`) match its stored checksum.
+  void check_block(const SegmentArray& array, std::int64_t block, const std::uint8_t* bytes,
+                   std::uint64_t size) const;
 };
 
 // The vectors of one entry (an item's image vectors or one caption's vectors), as given.

@@ -142,11 +142,10 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, co
       throw Error(ErrorKind::kIndex, where + " has not been indexed; run: " + reindex);
     case ScopeModel::Status::kNotIndexedWithModel:
       // (usages is empty only when a writer removed the other models meanwhile.)
-      if (model.usages.empty())
-        throw Error(ErrorKind::kIndex, where +
-                                           " has not been indexed "
-                                           "with " +
-                                           model.name + "; run: " + reindex);
+      if (model.usages.empty()) {
+        throw Error(ErrorKind::kIndex,
+                    where + " has not been indexed with " + model.name + "; run: " + reindex);
+      }
       throw Error(ErrorKind::kIndex, where + " was indexed with " + describe_usages(model.usages) +
                                          ", not with " + model.name + "; query with --model " +
                                          model_name_of(model.usages.front().model_id) +
