@@ -36,7 +36,26 @@ torch::Tensor to_int64_tensor(const std::vector<std::int64_t>& values, std::int6
 InferenceDtype parse_inference_dtype(const std::string& name) {
   if (name == "fp32" || name == "float32") return InferenceDtype::kFloat32;
   if (name == "bf16" || name == "bfloat16") return InferenceDtype::kBFloat16;
-  throw Error(ErrorKind::kUsage, "unknown inference dtype '" + name + "' (expected fp32 or bf16)");
+  if (name == "auto") return default_inference_dtype();
+  throw Error(ErrorKind::kUsage,
+              "unknown inference dtype '" + name + "' (expected auto, fp32 or bf16)");
+}
+
+const char* inference_dtype_name(InferenceDtype dtype) {
+  return dtype == InferenceDtype::kBFloat16 ? "bf16" : "fp32";
+}
+
+bool cpu_has_native_bf16() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+#else
+  return false;
+#endif
+}
+
+InferenceDtype default_inference_dtype() {
+  return cpu_has_native_bf16() ? InferenceDtype::kBFloat16 : InferenceDtype::kFloat32;
 }
 
 void configure_threads(int threads, InferenceDtype dtype) {
@@ -66,7 +85,8 @@ ThreadConfig current_thread_config() {
   return config;
 }
 
-Encoder::Encoder(Bundle bundle, InferenceDtype dtype) : bundle_(std::move(bundle)), dtype_(dtype) {}
+Encoder::Encoder(Bundle bundle, InferenceDtype dtype, bool freeze)
+    : bundle_(std::move(bundle)), dtype_(dtype), freeze_(freeze) {}
 
 const WordPieceTokenizer& Encoder::tokenizer() const {
   std::call_once(tokenizer_once_, [this] {
@@ -125,6 +145,18 @@ torch::jit::Module& Encoder::module(const std::string& file,
   }
   slot->eval();
   if (dtype_ == InferenceDtype::kBFloat16) slot->to(torch::kBFloat16);
+  if (freeze_) {
+    // Weights become constants of the graph, so the interpreter no longer fetches attributes
+    // per call and constant-folds around them: measured 6 % (fp32) and 17 % (bf16) more images
+    // per second for blip-base. optimize_for_inference was slower (its MKLDNN layout
+    // conversions around every linear), and Debian's libtorch has no oneDNN Graph fuser.
+    try {
+      slot = torch::jit::freeze(*slot);
+    } catch (const c10::Error& e) {
+      throw Error(ErrorKind::kModel,
+                  path.string() + ": cannot freeze TorchScript module: " + e.what_without_backtrace());
+    }
+  }
   return *slot;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <optional>
 #include <thread>
@@ -24,6 +25,12 @@ StoredVectors tensor_rows(const torch::Tensor& rows, VectorKind kind, int captio
   v.cols = static_cast<int>(t.size(1));
   v.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
   return v;
+}
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 struct Prepared {
@@ -62,9 +69,12 @@ std::vector<Prepared> prepare_batch(const Encoder& encoder, const std::vector<co
 
 // The records of the decoded files of one batch: their image, caption and multimodal vectors.
 std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const FileJob*>& jobs,
-                                     const std::vector<torch::Tensor>& pixels) {
+                                     const std::vector<torch::Tensor>& pixels,
+                                     EmbedTiming& timing) {
   const Manifest& manifest = encoder.manifest();
+  auto started = Clock::now();
   const ImageOutputs image = encoder.encode_image(torch::stack(pixels));
+  timing.image_forward_seconds += seconds_since(started);
 
   // Every caption of the batch in one text pass and one multimodal pass.
   std::vector<std::string> texts;
@@ -81,9 +91,13 @@ std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const F
   MultimodalOutputs multimodal;
   if (!texts.empty()) {
     const TextBatch tokens = encoder.tokenize(texts, manifest.text.max_tokens);
+    started = Clock::now();
     text = encoder.encode_text(tokens);
+    timing.text_forward_seconds += seconds_since(started);
     const torch::Tensor owners = torch::tensor(text_owner, torch::kInt64);
+    started = Clock::now();
     multimodal = encoder.encode_multimodal(image.vision_tokens.index_select(0, owners), tokens);
+    timing.multimodal_forward_seconds += seconds_since(started);
   }
 
   std::vector<IndexedFile> records(jobs.size());
@@ -112,6 +126,23 @@ std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const F
 
 }  // namespace
 
+void EmbedTiming::add(const EmbedTiming& other) {
+  seconds += other.seconds;
+  decode_wait_seconds += other.decode_wait_seconds;
+  image_forward_seconds += other.image_forward_seconds;
+  text_forward_seconds += other.text_forward_seconds;
+  multimodal_forward_seconds += other.multimodal_forward_seconds;
+  commit_seconds += other.commit_seconds;
+  if (batches == 0) {
+    first_batch_seconds = other.first_batch_seconds;
+    first_batch_forward_seconds = other.first_batch_forward_seconds;
+    first_batch_image_forward_seconds = other.first_batch_image_forward_seconds;
+    first_batch_items = other.first_batch_items;
+  }
+  items += other.items;
+  batches += other.batches;
+}
+
 StoredVectors image_proj_vectors(const Manifest& manifest, const torch::Tensor& proj, int b) {
   return tensor_rows(proj[b].slice(0, 0, image_proj_rows(manifest)), VectorKind::kImageProj, -1);
 }
@@ -127,7 +158,9 @@ StoredVectors summary_vectors(const Manifest& manifest, const torch::Tensor& emb
 }
 
 void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const EmbedOptions& options,
-                 const std::function<void(EmbeddedBatch&)>& on_batch) {
+                 const std::function<void(EmbeddedBatch&)>& on_batch, EmbedTiming* timing_out) {
+  const auto loop_started = Clock::now();
+  EmbedTiming timing;
   const std::size_t batch_size = static_cast<std::size_t>(std::max(1, options.batch_size));
   std::vector<std::vector<const FileJob*>> batches;
   for (std::size_t i = 0; i < jobs.size(); i += batch_size) {
@@ -145,7 +178,9 @@ void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const Embed
   std::future<std::vector<Prepared>> next;
   if (!batches.empty()) next = launch(0);
   for (std::size_t b = 0; b < batches.size(); ++b) {
+    const auto batch_started = Clock::now();
     std::vector<Prepared> prepared = next.get();
+    timing.decode_wait_seconds += seconds_since(batch_started);
     if (b + 1 < batches.size()) next = launch(b + 1);
 
     EmbeddedBatch out;
@@ -159,9 +194,21 @@ void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const Embed
         out.failures.push_back({batches[b][i]->state.path, prepared[i].error});
       }
     }
-    if (!decoded.empty()) out.records = embed_batch(encoder, decoded, pixels);
+    if (!decoded.empty()) out.records = embed_batch(encoder, decoded, pixels, timing);
+    const auto commit_started = Clock::now();
     on_batch(out);
+    timing.commit_seconds += seconds_since(commit_started);
+    if (b == 0) {
+      timing.first_batch_seconds = seconds_since(batch_started);
+      timing.first_batch_items = static_cast<std::int64_t>(decoded.size());
+      timing.first_batch_forward_seconds = timing.forward_seconds();
+      timing.first_batch_image_forward_seconds = timing.image_forward_seconds;
+    }
+    timing.items += static_cast<std::int64_t>(decoded.size());
+    ++timing.batches;
   }
+  timing.seconds = seconds_since(loop_started);
+  if (timing_out) timing_out->add(timing);
 }
 
 }  // namespace mmsearch

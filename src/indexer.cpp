@@ -1,5 +1,6 @@
 #include "mmsearch/indexer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 
@@ -107,10 +108,25 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   // Embed and commit, one transaction per batch.
   const EmbedOptions embed_options{options.batch_size, options.decode_workers, options.decode};
   auto embed = [&](const std::vector<FileJob>& jobs) {
-    embed_files(encoder, jobs, embed_options, [&](EmbeddedBatch& batch) {
-      for (const auto& failure : batch.failures) commit.fail(failure);
-      commit.commit_embedded(batch.records);
-    });
+    if (jobs.empty()) return;
+    if (summary.timing.batches == 0) {
+      // Loaded here rather than inside the first forward, so that load time is reported apart.
+      const auto load_started = std::chrono::steady_clock::now();
+      // Caption-less folders never load the text side.
+      const bool captions = std::any_of(jobs.begin(), jobs.end(), [](const FileJob& job) {
+        return !job.info.captions.empty();
+      });
+      encoder.load_modules(true, captions, captions);
+      summary.load_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();
+    }
+    embed_files(
+        encoder, jobs, embed_options,
+        [&](EmbeddedBatch& batch) {
+          for (const auto& failure : batch.failures) commit.fail(failure);
+          commit.commit_embedded(batch.records);
+        },
+        &summary.timing);
   };
   embed(plan.embed);
 

@@ -19,8 +19,17 @@ namespace mmsearch {
 
 enum class InferenceDtype { kFloat32, kBFloat16 };
 
-// "fp32" / "bf16" -> dtype; throws Error(kUsage) otherwise.
+// "fp32" / "bf16" -> dtype, "auto" -> default_inference_dtype(); throws Error(kUsage) otherwise.
 InferenceDtype parse_inference_dtype(const std::string& name);
+const char* inference_dtype_name(InferenceDtype dtype);  // "fp32" / "bf16"
+
+// Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16), as oneDNN needs for
+// bf16 to be faster than fp32 rather than emulated.
+bool cpu_has_native_bf16();
+// bf16 on such CPUs, fp32 elsewhere. bf16 keeps the stored embeddings within cosine 0.999 of
+// fp32 on the shared photos and runs ~2x faster (docs/PERFORMANCE.md); exact LAVIS fidelity is
+// fp32's.
+InferenceDtype default_inference_dtype();
 
 // Process-wide thread set-up, done once by the binary (not by library calls): libtorch's
 // OpenMP pool and OpenBLAS's pthread pool would otherwise both spin on every core and fight
@@ -65,7 +74,9 @@ struct MultimodalOutputs {
 
 class Encoder {
  public:
-  Encoder(Bundle bundle, InferenceDtype dtype = InferenceDtype::kFloat32);
+  // freeze: modules are frozen after loading (torch::jit::freeze), which is faster and gives
+  // the same outputs (tests/cpp/test_encoder.cpp); false runs them as stored.
+  Encoder(Bundle bundle, InferenceDtype dtype = InferenceDtype::kFloat32, bool freeze = true);
 
   const Bundle& bundle() const { return bundle_; }
   const Manifest& manifest() const { return bundle_.manifest(); }
@@ -99,6 +110,7 @@ class Encoder {
 
   Bundle bundle_;
   InferenceDtype dtype_;
+  bool freeze_;
   mutable std::once_flag tokenizer_once_;
   mutable std::unique_ptr<WordPieceTokenizer> tokenizer_;
   std::optional<torch::jit::Module> image_module_;

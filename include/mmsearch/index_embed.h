@@ -26,6 +26,29 @@ struct EmbedOptions {
   DecodeOptions decode;
 };
 
+// Where an embedding run's wall time went, for `index --json` and scripts/bench.sh. The first
+// batch is kept apart: it pays one-time costs (TorchScript's profiling runs, oneDNN kernel
+// creation), so the steady-state rate is the rest.
+struct EmbedTiming {
+  double seconds = 0;                     // the whole embed-and-commit loop
+  double decode_wait_seconds = 0;         // the loop waited for decoded images
+  double image_forward_seconds = 0;       // image module calls
+  double text_forward_seconds = 0;        // text module calls
+  double multimodal_forward_seconds = 0;  // multimodal module calls
+  double commit_seconds = 0;              // on_batch: the store's transaction
+  double first_batch_seconds = 0;
+  double first_batch_forward_seconds = 0;        // all three modules, first batch
+  double first_batch_image_forward_seconds = 0;  // the image module, first batch
+  std::int64_t first_batch_items = 0;  // decoded files of the first batch
+  std::int64_t items = 0;              // decoded files, all batches
+  std::int64_t batches = 0;
+
+  double forward_seconds() const {
+    return image_forward_seconds + text_forward_seconds + multimodal_forward_seconds;
+  }
+  void add(const EmbedTiming& other);
+};
+
 // One batch's outcome: a complete record per decoded file, and the files that failed to decode.
 struct EmbeddedBatch {
   std::vector<IndexedFile> records;
@@ -35,8 +58,10 @@ struct EmbeddedBatch {
 // Embeds the jobs' images and captions in batches of options.batch_size: one image pass, then
 // one text pass and one multimodal pass for all captions of the batch, while the next batch
 // decodes on options.decode_workers threads. Calls on_batch once per batch, in order, on the
-// calling thread. Throws what the model (or on_batch) throws.
+// calling thread. Throws what the model (or on_batch) throws. Adds its times to *timing when
+// given.
 void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const EmbedOptions& options,
-                 const std::function<void(EmbeddedBatch&)>& on_batch);
+                 const std::function<void(EmbeddedBatch&)>& on_batch,
+                 EmbedTiming* timing = nullptr);
 
 }  // namespace mmsearch

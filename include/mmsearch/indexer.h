@@ -89,6 +89,8 @@ struct IndexSummary {
   std::vector<IndexFailure> failures;
   std::vector<std::string> warnings;  // captions-file rows skipped, unreadable folders...
   double seconds = 0;
+  double load_seconds = 0;  // model modules loaded before the first batch (0 when none ran)
+  EmbedTiming timing;       // the embedding runs (see index_embed.h)
 };
 
 // Indexes root (recursively) with the encoder's model into the store. Per-file problems are

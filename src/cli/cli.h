@@ -30,7 +30,7 @@ enum ExitCode : int {
 struct GlobalOptions {
   std::string models_dir;  // --models
   int threads = 0;         // --threads, 0 = all cores
-  std::string dtype = "fp32";
+  std::string dtype;  // --dtype; resolved to "fp32" or "bf16" before any command runs
   bool verbose = false;
   bool quiet = false;
   bool no_verify = false;  // --no-verify: skip bundle sha256 checks
@@ -53,6 +53,10 @@ Command register_translate(CLI::App& root, GlobalOptions& global);
 Command register_import(CLI::App& root, GlobalOptions& global);
 Command register_export_vectors(CLI::App& root, GlobalOptions& global);
 Command register_ann(CLI::App& root, GlobalOptions& global);
+
+// Turns global.dtype into "fp32" or "bf16": --dtype, else $MMSEARCH_DTYPE, else auto (bf16 on
+// CPUs with native bf16). A bad $MMSEARCH_DTYPE is a usage error naming the variable.
+void resolve_dtype(GlobalOptions& global);
 
 // --models, --threads, --dtype, --no-verify, -v and -q, in a "Global options" group of `app`.
 void add_global_options(CLI::App* app, GlobalOptions& global);

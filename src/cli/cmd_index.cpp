@@ -32,6 +32,20 @@ nlohmann::json summary_json(const IndexSummary& summary) {
   j["translated"] = summary.translated;
   j["translations_cached"] = summary.translations_cached;
   j["seconds"] = summary.seconds;
+  const EmbedTiming& t = summary.timing;
+  j["timing"] = {{"load_seconds", summary.load_seconds},
+                 {"embed_seconds", t.seconds},
+                 {"decode_wait_seconds", t.decode_wait_seconds},
+                 {"image_forward_seconds", t.image_forward_seconds},
+                 {"text_forward_seconds", t.text_forward_seconds},
+                 {"multimodal_forward_seconds", t.multimodal_forward_seconds},
+                 {"commit_seconds", t.commit_seconds},
+                 {"first_batch_seconds", t.first_batch_seconds},
+                 {"first_batch_forward_seconds", t.first_batch_forward_seconds},
+                 {"first_batch_image_forward_seconds", t.first_batch_image_forward_seconds},
+                 {"first_batch_items", t.first_batch_items},
+                 {"embedded_items", t.items},
+                 {"batches", t.batches}};
   j["failures"] = nlohmann::json::array();
   for (const auto& f : summary.failures)
     j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
@@ -46,6 +60,20 @@ PruneReport prune(const GlobalOptions& global) {
   if (!fs::exists(default_index_path(), ec)) return {};  // nothing stored, nothing to create
   IndexStore store(default_index_path());
   return prune_stale_models(store, discover_bundles(model_search_path(global.models_dir), false));
+}
+
+void log_timing(const IndexSummary& summary) {
+  const EmbedTiming& t = summary.timing;
+  if (t.batches == 0) return;
+  const double steady = t.seconds - t.first_batch_seconds;
+  const std::int64_t steady_items = t.items - t.first_batch_items;
+  spdlog::debug(
+      "embedding: load {:.2f} s; {} items in {:.2f} s ({:.2f} s forward: image {:.2f}, text {:.2f}, "
+      "multimodal {:.2f}; waiting for decode {:.2f}; commit {:.2f}); after the first batch "
+      "{:.2f} items/s",
+      summary.load_seconds, t.items, t.seconds, t.forward_seconds(), t.image_forward_seconds,
+      t.text_forward_seconds, t.multimodal_forward_seconds, t.decode_wait_seconds,
+      t.commit_seconds, steady > 0 && steady_items > 0 ? steady_items / steady : 0.0);
 }
 
 nlohmann::json prune_json(const PruneReport& report) {
@@ -170,6 +198,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             };
             const IndexSummary summary = index_folder(*encoder, store, options->dir, index_options);
             progress.finish();
+            log_timing(summary);
             for (const auto& warning : summary.warnings) spdlog::warn("{}", warning);
             const auto ann = apply_ann_policy(store, summary.model_id, options->ann);
             // Pruning comes after indexing, so a re-exported bundle's new vectors exist first.
@@ -177,6 +206,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             if (options->prune) pruned = prune(global);
             if (options->json) {
               nlohmann::json j = summary_json(summary);
+              j["dtype"] = global.dtype;
               j["ann_built"] = ann_json(ann);
               if (pruned) j["prune"] = prune_json(*pruned);
               std::cout << j.dump(2) << "\n";

@@ -20,14 +20,35 @@ constexpr char kVerbatimMark = '\x1e';
 
 }  // namespace
 
+void resolve_dtype(GlobalOptions& global) {
+  std::string requested = global.dtype;
+  std::string source = "--dtype";
+  if (requested.empty()) {
+    const char* env = std::getenv("MMSEARCH_DTYPE");
+    requested = env && *env ? env : "auto";
+    source = env && *env ? "$MMSEARCH_DTYPE" : "the default";
+  }
+  if (requested != "auto" && requested != "fp32" && requested != "bf16") {
+    throw Error(ErrorKind::kUsage, "MMSEARCH_DTYPE is '" + requested +
+                                       "': expected auto, fp32 or bf16 (or pass --dtype)");
+  }
+  global.dtype = inference_dtype_name(parse_inference_dtype(requested));
+  spdlog::debug("inference dtype {} ({} {}{})", global.dtype, source, requested,
+                requested == "auto" ? cpu_has_native_bf16() ? ": this CPU has native bf16"
+                                                            : ": this CPU has no native bf16"
+                                    : "");
+}
+
 void add_global_options(CLI::App* app, GlobalOptions& global) {
   CLI::Option_group* group = app->add_option_group("Global options");
   group->add_option("--models", global.models_dir,
                     "Folder of model bundles (searched before $MMSEARCH_MODELS and ./models)");
   group->add_option("--threads", global.threads, "Cores mmsearch may use (default: all)")
       ->check(CLI::NonNegativeNumber);
-  group->add_option("--dtype", global.dtype, "Inference precision: fp32 or bf16")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  group->add_option("--dtype", global.dtype,
+                    "Inference precision: auto (default: bf16 where the CPU has native bf16, "
+                    "else fp32), fp32 or bf16; $MMSEARCH_DTYPE sets the default")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   group->add_flag("--no-verify", global.no_verify, "Skip checking bundle files against sha256");
   group->add_flag("-v,--verbose", global.verbose, "Debug logging on stderr");
   group->add_flag("-q,--quiet", global.quiet, "Only errors on stderr");

@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   const int threads =
       global.threads > 0 ? global.threads : static_cast<int>(std::thread::hardware_concurrency());
   try {
+    resolve_dtype(global);
     mmsearch::configure_threads(threads, mmsearch::parse_inference_dtype(global.dtype));
   } catch (const mmsearch::Error& e) {
     spdlog::error("{}", e.what());

@@ -1,6 +1,8 @@
 // How to split the cores between libtorch's OpenMP pool and OpenBLAS's pthread pool, and what
 // bf16 buys: times encode_image and encode_text of a bundle under each split. Prints numbers,
-// asserts nothing. Usage: bench_encoder BUNDLE_DIR [batch=8] [repeats=3]
+// asserts nothing. Usage: bench_encoder BUNDLE_DIR [batch=8] [repeats=3] [--freeze]
+// --freeze: only mmsearch's own split per dtype, stored against frozen modules, one JSON object
+// per row (scripts/bench.sh).
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <torch/torch.h>
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "mmsearch/encoder.h"
 
@@ -22,6 +25,31 @@ double seconds_of(const std::function<void()>& work, int repeats) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
 }
 
+// mmsearch's split for each dtype, modules as stored against frozen (what Encoder does).
+int compare_freezing(const std::string& bundle, int batch, int repeats) {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  for (const auto dtype :
+       {mmsearch::InferenceDtype::kFloat32, mmsearch::InferenceDtype::kBFloat16}) {
+    mmsearch::configure_threads(cores, dtype);
+    for (const bool freeze : {false, true}) {
+      mmsearch::Encoder encoder(mmsearch::Bundle::open(bundle), dtype, freeze);
+      const int size = encoder.manifest().image.size;
+      const torch::Tensor pixels = torch::randn({batch, 3, size, size});
+      const auto load_start = std::chrono::steady_clock::now();
+      encoder.load_modules(true, false, false);
+      const double load =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+      const double image = seconds_of([&] { encoder.encode_image(pixels); }, repeats);
+      std::printf("{\"dtype\": \"%s\", \"frozen\": %s, \"image_ms_per_img\": %.2f, "
+                  "\"image_load_s\": %.3f}\n",
+                  mmsearch::inference_dtype_name(dtype), freeze ? "true" : "false",
+                  1000 * image / batch, load);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,6 +59,7 @@ int main(int argc, char** argv) {
   }
   const int batch = argc > 2 ? std::stoi(argv[2]) : 8;
   const int repeats = argc > 3 ? std::stoi(argv[3]) : 3;
+  if (argc > 4 && std::string(argv[4]) == "--freeze") return compare_freezing(argv[1], batch, repeats);
   auto set_blas = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   std::printf("bundle %s, batch %d, %d cores, OpenBLAS %s\n", argv[1], batch, cores,

@@ -52,7 +52,10 @@ class Runner:
 
     def __call__(self, *args, check=None, input=None, env=None, cwd=None, timeout=600):
         full_env = dict(os.environ)
-        full_env.update({"MMSEARCH_HOME": str(self.home), "OMP_NUM_THREADS": "1"})
+        # fp32 unless a test asks otherwise: the expected values are fp32's (auto is bf16 on
+        # CPUs with native bf16).
+        full_env.update({"MMSEARCH_HOME": str(self.home), "OMP_NUM_THREADS": "1",
+                         "MMSEARCH_DTYPE": "fp32"})
         full_env.pop("MMSEARCH_MODELS", None)
         full_env.pop("MMSEARCH_DEFAULT_MODEL", None)
         if env:

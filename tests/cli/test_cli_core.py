@@ -143,3 +143,45 @@ def test_bf16_inference_is_close_to_fp32(run, shared):
     b = np.array(bf16["image_embeds_proj"]["data"])
     assert np.all(np.isfinite(b))
     assert np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.98
+
+
+def _cpu_has_native_bf16() -> bool:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = next((line for line in f if line.startswith("flags")), "").split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def test_dtype_defaults_to_auto_and_reports_what_ran(run, shared, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("pizza_sliced.jpg", "tiramisu.jpg"):
+        shutil.copy(shared / "data/photos" / name, photos / name)
+    (photos / "captions.csv").write_text("file,caption\npizza_sliced.jpg,a pizza\n", encoding="utf-8")
+    auto = "bf16" if _cpu_has_native_bf16() else "fp32"
+    # No --dtype and no $MMSEARCH_DTYPE: auto.
+    summary = run.json("index", photos, "--model", "blip-base", "--json", env={"MMSEARCH_DTYPE": ""})
+    assert summary["dtype"] == auto
+    timing = summary["timing"]
+    assert timing["embedded_items"] == 2 and timing["batches"] == 1
+    assert timing["first_batch_items"] == 2
+    forward = (timing["image_forward_seconds"] + timing["text_forward_seconds"]
+               + timing["multimodal_forward_seconds"])
+    assert 0 < forward <= timing["embed_seconds"] <= summary["seconds"]
+    assert timing["load_seconds"] > 0
+    # --dtype wins over $MMSEARCH_DTYPE; auto may be asked for by name.
+    summary = run.json("index", photos, "--model", "blip-base", "--json", "--rebuild", "--dtype", "fp32",
+                       env={"MMSEARCH_DTYPE": "bf16"})
+    assert summary["dtype"] == "fp32"
+    summary = run.json("index", photos, "--model", "blip-base", "--json", "--rebuild",
+                       env={"MMSEARCH_DTYPE": "auto"})
+    assert summary["dtype"] == auto
+    # Unchanged files run no model: no load, no batches.
+    summary = run.json("index", photos, "--model", "blip-base", "--json")
+    assert summary["timing"]["batches"] == 0 and summary["timing"]["load_seconds"] == 0
+
+
+def test_bad_dtype_in_the_environment_is_a_usage_error_naming_it(run):
+    proc = run("models", check=2, env={"MMSEARCH_DTYPE": "fp16"})
+    assert "MMSEARCH_DTYPE is 'fp16'" in proc.stderr and "--dtype" in proc.stderr
+    proc = run("--dtype", "fp16", "models", check=2)
+    assert "--dtype" in proc.stderr

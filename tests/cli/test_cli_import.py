@@ -310,7 +310,7 @@ def test_kill_9_during_import_then_rerun_redoes_it(run, tmp_path):
     d = tmp_path / "v"
     synthetic_folder(d, total, q, e)
     db = run.home / "index.sqlite3"
-    env = dict(os.environ, MMSEARCH_HOME=str(run.home), OMP_NUM_THREADS="1")
+    env = dict(os.environ, MMSEARCH_HOME=str(run.home), OMP_NUM_THREADS="1", MMSEARCH_DTYPE="fp32")
     # One item per transaction keeps the import slow enough to be killed half-way.
     proc = subprocess.Popen([str(run.binary), "--models", str(run.models), "import", d,
                              "--model", "blip-base", "--batch-size", "1", "-q"],

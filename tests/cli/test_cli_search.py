@@ -470,7 +470,7 @@ def test_kill_9_during_indexing_keeps_committed_batches_and_resumes(run, tmp_pat
         save_image(d / f"c{i % 3}/img_{i:04d}.png", ["red", "checker", "gradient"][i % 3],
                    seed=i, size=40)
     db = run.home / "index.sqlite3"
-    env = dict(os.environ, MMSEARCH_HOME=str(run.home), OMP_NUM_THREADS="1")
+    env = dict(os.environ, MMSEARCH_HOME=str(run.home), OMP_NUM_THREADS="1", MMSEARCH_DTYPE="fp32")
     proc = subprocess.Popen([str(run.binary), "--models", str(run.models), "index", str(d),
                              "--model", "blip2-coco", "--batch-size", "4", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

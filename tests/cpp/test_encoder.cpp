@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "mmsearch/bundle.h"
 #include "mmsearch/encoder.h"
@@ -169,10 +170,64 @@ TEST(Encoder, Bf16StaysCloseToFp32) {
   }
 }
 
+// Freezing (the default) must not change what the model computes: the frozen fp32 outputs equal
+// the stored module's up to float reassociation, and the frozen bf16 path stays as close to
+// fp32 as the unfrozen one.
+TEST(Encoder, FrozenModulesGiveTheStoredModulesOutputs) {
+  Encoder stored(Bundle::open(kModel), InferenceDtype::kFloat32, /*freeze=*/false);
+  Encoder& frozen = fp32_encoder();
+  const torch::Tensor pixels = frozen.preprocess({ramp(64, 64, 2), ramp(30, 90, 5)});
+  const TextBatch tokens = frozen.tokenize({"lasagne al forno", "a slice of cake with cream"}, 35);
+  const ImageOutputs a = stored.encode_image(pixels);
+  const ImageOutputs b = frozen.encode_image(pixels);
+  EXPECT_TRUE(torch::allclose(a.vision_tokens, b.vision_tokens, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(a.image_embeds, b.image_embeds, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(a.image_embeds_proj, b.image_embeds_proj, 1e-5, 1e-5));
+  const TextOutputs ta = stored.encode_text(tokens);
+  const TextOutputs tb = frozen.encode_text(tokens);
+  EXPECT_TRUE(torch::allclose(ta.text_embeds_proj, tb.text_embeds_proj, 1e-5, 1e-5));
+  const MultimodalOutputs ma = stored.encode_multimodal(a.vision_tokens, tokens);
+  const MultimodalOutputs mb = frozen.encode_multimodal(a.vision_tokens, tokens);
+  EXPECT_TRUE(torch::allclose(ma.multimodal_embeds, mb.multimodal_embeds, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(ma.itm_logits, mb.itm_logits, 1e-5, 1e-5));
+
+  Encoder bf16_stored(Bundle::open(kModel), InferenceDtype::kBFloat16, /*freeze=*/false);
+  Encoder bf16_frozen(Bundle::open(kModel), InferenceDtype::kBFloat16);
+  try {
+    const torch::Tensor unfrozen = bf16_stored.encode_image(pixels).image_embeds_proj;
+    const torch::Tensor frozen_bf16 = bf16_frozen.encode_image(pixels).image_embeds_proj;
+    for (int row = 0; row < 2; ++row) {
+      EXPECT_GE(cosine(frozen_bf16[row], a.image_embeds_proj[row]), 0.99f);
+      EXPECT_GE(cosine(frozen_bf16[row], unfrozen[row]), 0.999f);
+    }
+  } catch (const Error& e) {
+    GTEST_SKIP() << "bf16 inference not supported here: " << e.what();
+  }
+}
+
 TEST(Encoder, DtypeNames) {
   EXPECT_EQ(parse_inference_dtype("fp32"), InferenceDtype::kFloat32);
   EXPECT_EQ(parse_inference_dtype("bfloat16"), InferenceDtype::kBFloat16);
   EXPECT_THROW(parse_inference_dtype("fp16"), Error);
+  EXPECT_STREQ(inference_dtype_name(InferenceDtype::kBFloat16), "bf16");
+  EXPECT_STREQ(inference_dtype_name(InferenceDtype::kFloat32), "fp32");
+}
+
+// auto is bf16 exactly where the CPU multiplies bf16 natively (here, /proc/cpuinfo's flags).
+TEST(Encoder, AutoDtypeIsBf16WhereTheCpuHasNativeBf16) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  bool native = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    native = line.find(" avx512_bf16") != std::string::npos ||
+             line.find(" amx_bf16") != std::string::npos;
+    break;
+  }
+  EXPECT_EQ(cpu_has_native_bf16(), native);
+  EXPECT_EQ(parse_inference_dtype("auto"),
+            native ? InferenceDtype::kBFloat16 : InferenceDtype::kFloat32);
+  EXPECT_EQ(default_inference_dtype(), parse_inference_dtype("auto"));
 }
 
 TEST(Encoder, ThreadSplitFollowsWhereTheDtypeRunsItsMatrixProducts) {
