@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -75,6 +76,15 @@ void configure_threads(int threads, InferenceDtype dtype) {
   // changed again (a benchmark trying dtypes).
   static std::once_flag interop_once;
   std::call_once(interop_once, [] { at::set_num_interop_threads(1); });
+}
+
+void configure_memory_allocator() {
+#if defined(__GLIBC__)
+  // 32 MiB is the largest threshold glibc accepts on 64-bit. The largest weights (embeddings)
+  // stay mapped, so their fp32 originals, freed by a bf16 conversion, go back to the system.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 ThreadConfig current_thread_config() {

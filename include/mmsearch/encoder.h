@@ -42,6 +42,14 @@ InferenceDtype default_inference_dtype();
 //   core and OpenBLAS one thread (8.62 img/s, against 4.38 with the fp32 split).
 // Without OpenBLAS (the reference BLAS has no thread pool) libtorch gets every core.
 void configure_threads(int threads, InferenceDtype dtype = InferenceDtype::kFloat32);
+// Process-wide allocator set-up, done once by the binary before any model runs. glibc's default
+// gives every large activation its own mmap and unmaps it when freed, so each forward faults
+// its activations in again, page by page (~0.8M faults per 24 blip-base images). Keeping blocks
+// up to 32 MiB in the heap, and up to 256 MiB of free heap before trimming, made indexing
+// 9-35 % faster (blip-base and blip2-vitL, bf16 and fp32) for +1-8 % peak RSS
+// (docs/PERFORMANCE.md). A no-op without glibc.
+void configure_memory_allocator();
+
 // What configure_threads chose, for logs and benchmarks.
 struct ThreadConfig {
   int torch_threads = 0;

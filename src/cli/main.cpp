@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
                                    : spdlog::level::info);
   const int threads =
       global.threads > 0 ? global.threads : static_cast<int>(std::thread::hardware_concurrency());
+  mmsearch::configure_memory_allocator();
   try {
     resolve_dtype(global);
     mmsearch::configure_threads(threads, mmsearch::parse_inference_dtype(global.dtype));

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s BUNDLE_DIR [batch] [repeats]\n", argv[0]);
     return 2;
   }
+  mmsearch::configure_memory_allocator();  // as the binary does
   const int batch = argc > 2 ? std::stoi(argv[2]) : 8;
   const int repeats = argc > 3 ? std::stoi(argv[3]) : 3;
   if (argc > 4 && std::string(argv[4]) == "--freeze") return compare_freezing(argv[1], batch, repeats);
