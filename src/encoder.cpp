@@ -163,8 +163,8 @@ torch::jit::Module& Encoder::module(const std::string& file,
     try {
       slot = torch::jit::freeze(*slot);
     } catch (const c10::Error& e) {
-      throw Error(ErrorKind::kModel,
-                  path.string() + ": cannot freeze TorchScript module: " + e.what_without_backtrace());
+      throw Error(ErrorKind::kModel, path.string() + ": cannot freeze TorchScript module: " +
+                                         e.what_without_backtrace());
     }
   }
   return *slot;

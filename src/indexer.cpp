@@ -113,9 +113,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
       // Loaded here rather than inside the first forward, so that load time is reported apart.
       const auto load_started = std::chrono::steady_clock::now();
       // Caption-less folders never load the text side.
-      const bool captions = std::any_of(jobs.begin(), jobs.end(), [](const FileJob& job) {
-        return !job.info.captions.empty();
-      });
+      const bool captions = std::any_of(
+          jobs.begin(), jobs.end(), [](const FileJob& job) { return !job.info.captions.empty(); });
       encoder.load_modules(true, captions, captions);
       summary.load_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();

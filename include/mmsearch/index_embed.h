@@ -39,8 +39,8 @@ struct EmbedTiming {
   double first_batch_seconds = 0;
   double first_batch_forward_seconds = 0;        // all three modules, first batch
   double first_batch_image_forward_seconds = 0;  // the image module, first batch
-  std::int64_t first_batch_items = 0;  // decoded files of the first batch
-  std::int64_t items = 0;              // decoded files, all batches
+  std::int64_t first_batch_items = 0;            // decoded files of the first batch
+  std::int64_t items = 0;                        // decoded files, all batches
   std::int64_t batches = 0;
 
   double forward_seconds() const {

@@ -45,9 +45,10 @@ void add_global_options(CLI::App* app, GlobalOptions& global) {
                     "Folder of model bundles (searched before $MMSEARCH_MODELS and ./models)");
   group->add_option("--threads", global.threads, "Cores mmsearch may use (default: all)")
       ->check(CLI::NonNegativeNumber);
-  group->add_option("--dtype", global.dtype,
-                    "Inference precision: auto (default: bf16 where the CPU has native bf16, "
-                    "else fp32), fp32 or bf16; $MMSEARCH_DTYPE sets the default")
+  group
+      ->add_option("--dtype", global.dtype,
+                   "Inference precision: auto (default: bf16 where the CPU has native bf16, "
+                   "else fp32), fp32 or bf16; $MMSEARCH_DTYPE sets the default")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   group->add_flag("--no-verify", global.no_verify, "Skip checking bundle files against sha256");
   group->add_flag("-v,--verbose", global.verbose, "Debug logging on stderr");

@@ -40,10 +40,11 @@ int compare_freezing(const std::string& bundle, int batch, int repeats) {
       const double load =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       const double image = seconds_of([&] { encoder.encode_image(pixels); }, repeats);
-      std::printf("{\"dtype\": \"%s\", \"frozen\": %s, \"image_ms_per_img\": %.2f, "
-                  "\"image_load_s\": %.3f}\n",
-                  mmsearch::inference_dtype_name(dtype), freeze ? "true" : "false",
-                  1000 * image / batch, load);
+      std::printf(
+          "{\"dtype\": \"%s\", \"frozen\": %s, \"image_ms_per_img\": %.2f, "
+          "\"image_load_s\": %.3f}\n",
+          mmsearch::inference_dtype_name(dtype), freeze ? "true" : "false", 1000 * image / batch,
+          load);
       std::fflush(stdout);
     }
   }
@@ -60,7 +61,8 @@ int main(int argc, char** argv) {
   mmsearch::configure_memory_allocator();  // as the binary does
   const int batch = argc > 2 ? std::stoi(argv[2]) : 8;
   const int repeats = argc > 3 ? std::stoi(argv[3]) : 3;
-  if (argc > 4 && std::string(argv[4]) == "--freeze") return compare_freezing(argv[1], batch, repeats);
+  if (argc > 4 && std::string(argv[4]) == "--freeze")
+    return compare_freezing(argv[1], batch, repeats);
   auto set_blas = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   std::printf("bundle %s, batch %d, %d cores, OpenBLAS %s\n", argv[1], batch, cores,

@@ -43,9 +43,10 @@ int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::max(1, std::stoi(argv[1])) : cores;
   const double budget = argc > 2 ? std::stod(argv[2]) : 2.0;
   // ViT-B/16 and ViT-L/14 at batch 8: attention projections and the MLP's two products.
-  const Shape shapes[] = {{1576, 768, 768},  {1576, 768, 3072},  {1576, 3072, 768},
+  const Shape shapes[] = {{1576, 768, 768},   {1576, 768, 3072},  {1576, 3072, 768},
                           {2056, 1024, 1024}, {2056, 1024, 4096}, {2056, 4096, 1024}};
-  for (const auto dtype : {mmsearch::InferenceDtype::kFloat32, mmsearch::InferenceDtype::kBFloat16}) {
+  for (const auto dtype :
+       {mmsearch::InferenceDtype::kFloat32, mmsearch::InferenceDtype::kBFloat16}) {
     mmsearch::configure_threads(threads, dtype);
     const auto config = mmsearch::current_thread_config();
     const bool bf16 = dtype == mmsearch::InferenceDtype::kBFloat16;
