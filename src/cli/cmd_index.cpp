@@ -68,10 +68,9 @@ void log_timing(const IndexSummary& summary) {
   const double steady = t.seconds - t.first_batch_seconds;
   const std::int64_t steady_items = t.items - t.first_batch_items;
   spdlog::debug(
-      "embedding: load {:.2f} s; {} items in {:.2f} s ({:.2f} s forward: image {:.2f}, text "
-      "{:.2f}, "
-      "multimodal {:.2f}; waiting for decode {:.2f}; commit {:.2f}); after the first batch "
-      "{:.2f} items/s",
+      "embedding: load {:.2f} s; {} items in {:.2f} s ({:.2f} s forward: image {:.2f}, "
+      "text {:.2f}, multimodal {:.2f}; waiting for decode {:.2f}; commit {:.2f}); after the "
+      "first batch {:.2f} items/s",
       summary.load_seconds, t.items, t.seconds, t.forward_seconds(), t.image_forward_seconds,
       t.text_forward_seconds, t.multimodal_forward_seconds, t.decode_wait_seconds, t.commit_seconds,
       steady > 0 && steady_items > 0 ? steady_items / steady : 0.0);
