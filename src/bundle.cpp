@@ -161,6 +161,11 @@ Manifest parse_manifest(const ManifestFile& file) {
     if (!m.files.count(module)) bad_manifest(origin, std::string("files lacks ") + module);
   }
   if (!m.files.count(m.text.vocab_file)) bad_manifest(origin, "files lacks the vocab file");
+  m.format_version = j.at("format_version").get<int>();
+  if (m.format_version >= 2) {
+    m.weights_file = required<std::string>(j, "weights", origin);
+    if (!m.files.count(m.weights_file)) bad_manifest(origin, "files lacks the weights file");
+  }
   return m;
 }
 

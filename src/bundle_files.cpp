@@ -69,10 +69,11 @@ ManifestFile read_manifest_file(const fs::path& dir) {
     bad_manifest(path, "missing or non-integer 'format_version'");
   }
   const int version = j["format_version"].get<int>();
-  if (version != kBundleFormatVersion) {
+  if (version < kOldestBundleFormatVersion || version > kBundleFormatVersion) {
     throw Error(ErrorKind::kModel,
                 path.string() + ": bundle format version " + std::to_string(version) +
-                    " is not supported (this mmsearch reads version " +
+                    " is not supported (this mmsearch reads versions " +
+                    std::to_string(kOldestBundleFormatVersion) + " to " +
                     std::to_string(kBundleFormatVersion) + "); re-export the bundle");
   }
   if (!j.contains("family") || !j["family"].is_string()) bad_manifest(path, "missing 'family'");

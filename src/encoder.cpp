@@ -9,7 +9,10 @@
 #include <cstring>
 #include <mutex>
 
+#include "mmsearch/bundle_weights.h"
 #include "mmsearch/error.h"
+
+namespace fs = std::filesystem;
 
 namespace mmsearch {
 namespace {
@@ -153,6 +156,7 @@ torch::jit::Module& Encoder::module(const std::string& file,
     throw Error(ErrorKind::kModel,
                 path.string() + ": cannot load TorchScript module: " + e.what_without_backtrace());
   }
+  if (!bundle_.manifest().weights_file.empty()) put_weights(*slot, file);
   slot->eval();
   if (dtype_ == InferenceDtype::kBFloat16) slot->to(torch::kBFloat16);
   if (freeze_) {
@@ -191,6 +195,35 @@ std::vector<torch::IValue> Encoder::run(torch::jit::Module& module,
                                        std::to_string(expected_outputs));
   }
   return std::vector<torch::IValue>(elements.begin(), elements.end());
+}
+
+void Encoder::put_weights(torch::jit::Module& module, const std::string& file) {
+  // Mapped per module load: fp32 weights stay views of the mapping (no copy), and once a bf16
+  // module holds its converted copies, the mapping goes and its pages leave the process.
+  const auto weights = WeightFile::open(bundle_.file(bundle_.manifest().weights_file));
+  const std::string role = fs::path(file).stem().string();
+  for (const std::string& name : weights->module_weights(role)) {
+    torch::Tensor value = weights->tensor(name);
+    // bf16 inference converts each weight on its own, so the fp32 copy of a whole module is
+    // never resident at once.
+    if (dtype_ == InferenceDtype::kBFloat16 && value.is_floating_point()) {
+      value = value.to(torch::kBFloat16);
+    }
+    // The exporter's wrappers hold the model as path.model (models/README.md).
+    const std::string dotted = "path.model." + name;
+    torch::jit::Object owner = module;
+    std::size_t start = 0;
+    try {
+      for (std::size_t dot; (dot = dotted.find('.', start)) != std::string::npos; start = dot + 1) {
+        owner = torch::jit::Object(owner.attr(dotted.substr(start, dot - start)).toObject());
+      }
+      owner.setattr(dotted.substr(start), value);
+    } catch (const c10::Error& e) {
+      throw Error(ErrorKind::kModel, bundle_.file(file).string() + ": has no weight " + name +
+                                         " that " + weights->path().filename().string() +
+                                         " lists for it: " + e.what_without_backtrace());
+    }
+  }
 }
 
 void Encoder::load_modules(bool image, bool text, bool multimodal) {

@@ -15,7 +15,10 @@
 
 namespace mmsearch {
 
-inline constexpr int kBundleFormatVersion = 1;
+// Version 2 adds weights.bin: modules saved without weights, each weight stored once
+// (models/README.md). Version 1 bundles (weights inside each module) are still read.
+inline constexpr int kBundleFormatVersion = 2;
+inline constexpr int kOldestBundleFormatVersion = 1;
 inline constexpr const char* kManifestFileName = "mmsearch.json";
 
 struct ImageSpec {
@@ -65,6 +68,8 @@ struct Manifest {
   std::string source_kind;  // "checkpoint" | "deterministic" | "tiny" | "trained"
   std::string torch_version;
   std::map<std::string, std::string> files;  // file name -> sha256
+  int format_version = kBundleFormatVersion;
+  std::string weights_file;  // format 2: the shared weight file ("weights.bin"); empty in 1
   nlohmann::json raw;
 };
 

@@ -113,6 +113,8 @@ class Encoder {
 
  private:
   torch::jit::Module& module(const std::string& file, std::optional<torch::jit::Module>& slot);
+  // Format-2 bundles: fills the module's weights from weights.bin.
+  void put_weights(torch::jit::Module& module, const std::string& file);
   std::vector<torch::IValue> run(torch::jit::Module& module, std::vector<torch::IValue> inputs,
                                  std::size_t expected_outputs, const std::string& file);
 

@@ -1,7 +1,9 @@
 """Model bundles: TorchScript export of a FeatureExtractor, the manifest, and a loader.
 
-A bundle is a folder holding `mmsearch.json`, `vocab.txt`, `image.pt`, `text.pt` and
-`multimodal.pt` (see models/README.md, the contract with the C++ side).
+A bundle is a folder holding `mmsearch.json`, `vocab.txt`, `image.pt`, `text.pt`,
+`multimodal.pt` and `weights.bin` (see models/README.md, the contract with the C++ side). The
+modules are saved without their weights; every weight is stored once in `weights.bin`
+(weight_file.py) and put back into each module that uses it when the module is loaded.
 
 Each TorchScript module is a small scripted wrapper around one path of the model. The wrapper
 casts its float inputs to the dtype of a `dtype_probe` buffer (which follows `module.to(...)`,
@@ -24,10 +26,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from . import weight_file
 from .download import sha256_file
 
 FORMAT = "mmsearch-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1               # translation bundles, and image-text bundles before weights.bin
+SHARED_WEIGHTS_FORMAT_VERSION = 2  # image-text bundles with weights.bin
+WEIGHTS_FILE = "weights.bin"
+MODULE_WEIGHT_PREFIX = "path.model."  # a model weight's name inside an exported module
 MANIFEST = "mmsearch.json"
 MODULE_FILES = {"image": "image.pt", "text": "text.pt", "multimodal": "multimodal.pt"}
 VOCAB_FILE = "vocab.txt"
@@ -479,7 +485,7 @@ def make_manifest(*, name: str, family: str, description: str, vision_encoder: s
     blip2 = family == "blip2"
     m = OrderedDict()
     m["format"] = FORMAT
-    m["format_version"] = FORMAT_VERSION
+    m["format_version"] = SHARED_WEIGHTS_FORMAT_VERSION
     m["name"] = name
     m["family"] = family
     m["description"] = description
@@ -500,6 +506,7 @@ def make_manifest(*, name: str, family: str, description: str, vision_encoder: s
                        "image_image": "mean-of-queries" if blip2 else "cls"}
     m["weights_dtype"] = weights_dtype
     m["modules"] = dict(MODULE_FILES)
+    m["weights"] = WEIGHTS_FILE
     if export_modes:
         m["export_modes"] = dict(export_modes)
     if lavis:
@@ -557,14 +564,16 @@ def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, descri
     modules = build_modules(model, vocab, allow_trace=allow_trace, log=log)
     for sm, _ in modules.values():
         sm.to(dtype)
+    tensors, uses = take_out_weights({r: sm for r, (sm, _) in modules.items()})
     with staging_dir(dest) as tmp:
         files = {}
         for role, fname in MODULE_FILES.items():
             modules[role][0].save(str(tmp / fname))
+        weight_file.write(tmp / WEIGHTS_FILE, tensors, uses)
         modes = {r: m for r, (_, m) in modules.items()}
-        del modules
+        del modules, tensors
         vocab.write(tmp / VOCAB_FILE)
-        for fname in list(MODULE_FILES.values()) + [VOCAB_FILE]:
+        for fname in list(MODULE_FILES.values()) + [WEIGHTS_FILE, VOCAB_FILE]:
             files[fname] = sha256_file(tmp / fname)
         manifest = make_manifest(name=name, family=family, description=description,
                                  vision_encoder=vision_encoder, model=model, vocab=vocab,
@@ -586,6 +595,38 @@ def write_bundle(model: nn.Module, dest: Path, *, name: str, family: str, descri
     return manifest
 
 
+def _owner(module: nn.Module, dotted: str) -> Tuple[nn.Module, str]:
+    *path, leaf = dotted.split(".")
+    for part in path:
+        module = getattr(module, part)
+    return module, leaf
+
+
+def take_out_weights(modules: Dict[str, torch.jit.ScriptModule]
+                     ) -> Tuple[Dict[str, Tensor], Dict[str, List[str]]]:
+    """Moves the model weights out of the scripted modules, leaving empty tensors of the same
+    dtype in their place. Returns every weight once, by its model name, and per module the
+    names it uses (a pruned module's stubs are empty already and are not listed)."""
+    tensors: Dict[str, Tensor] = {}
+    uses: Dict[str, List[str]] = {}
+    for role, sm in modules.items():
+        names = []
+        for name, t in list(sm.named_parameters()) + list(sm.named_buffers()):
+            if not name.startswith(MODULE_WEIGHT_PREFIX) or t.numel() == 0 or not t.is_floating_point():
+                continue
+            key = name[len(MODULE_WEIGHT_PREFIX):]
+            t = t.detach()
+            if key in tensors and not torch.equal(tensors[key], t):
+                raise ExportError(f"weight {key} differs between the modules that share it")
+            tensors.setdefault(key, t)
+            names.append(key)
+        for key in names:
+            owner, leaf = _owner(sm, MODULE_WEIGHT_PREFIX + key)
+            setattr(owner, leaf, torch.empty(0, dtype=tensors[key].dtype))
+        uses[role] = names
+    return tensors, uses
+
+
 def _cpu_supports(dtype: torch.dtype) -> bool:
     try:
         lin = nn.Linear(4, 4).to(dtype)
@@ -597,12 +638,23 @@ def _cpu_supports(dtype: torch.dtype) -> bool:
 
 class Bundle(dict):
     """`load_bundle` result: keys "manifest", "path" and the loaded modules by role
-    ("image", "text", "multimodal"; loaded lazily)."""
+    ("image", "text", "multimodal"; loaded lazily, with their weights put back from
+    weights.bin in a format-2 bundle)."""
 
     def __missing__(self, role):
         if role not in MODULE_FILES:
             raise KeyError(role)
         mod = torch.jit.load(str(Path(self["path"]) / MODULE_FILES[role]), map_location="cpu")
+        if self["manifest"].get("weights"):
+            if "_weights" not in self:
+                try:
+                    self["_weights"] = weight_file.WeightFile(Path(self["path"]) / self["manifest"]["weights"])
+                except weight_file.WeightFileError as e:
+                    raise ExportError(str(e))
+            weights = self["_weights"]
+            for key in weights.modules.get(role, []):
+                owner, leaf = _owner(mod, MODULE_WEIGHT_PREFIX + key)
+                setattr(owner, leaf, weights.tensor(key))
         mod.eval()
         self[role] = mod
         return mod
@@ -615,8 +667,9 @@ def load_bundle(path: Path, check_hashes: bool = True) -> Bundle:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ExportError(f"{mpath}: cannot read manifest: {e}")
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ExportError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} bundle "
+    if manifest.get("format") != FORMAT or \
+            manifest.get("format_version") not in (FORMAT_VERSION, SHARED_WEIGHTS_FORMAT_VERSION):
+        raise ExportError(f"{path}: not a {FORMAT} v{FORMAT_VERSION}-{SHARED_WEIGHTS_FORMAT_VERSION} bundle "
                           f"(format {manifest.get('format')!r} v{manifest.get('format_version')!r})")
     if check_hashes:
         for fname, digest in manifest["files"].items():

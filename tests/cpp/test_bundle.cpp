@@ -141,13 +141,14 @@ TEST_F(BundleTest, WrongTypesInTheCommonFieldsAreModelErrors) {
 
 TEST_F(BundleTest, NewerFormatVersionIsRefused) {
   json manifest = valid_manifest();
-  manifest["format_version"] = 2;
+  manifest["format_version"] = mmsearch::kBundleFormatVersion + 1;
   const fs::path dir = make_bundle("future", manifest);
   try {
     Bundle::open(dir);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("format version 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("format version 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("versions 1 to 2"), std::string::npos) << e.what();
   }
 }
 

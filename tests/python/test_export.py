@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch_models import bundle, zoo
+from mmsearch_models import bundle, weight_file, zoo
 
 from test_download import Server
 
@@ -109,7 +109,8 @@ def test_manifest(name, tiny_bundles, served):
     d = tiny_bundles / name
     man = json.loads((d / "mmsearch.json").read_text())
     spec = zoo.MODELS[name]
-    assert man["format"] == "mmsearch-bundle" and man["format_version"] == 1
+    assert man["format"] == "mmsearch-bundle" and man["format_version"] == 2
+    assert man["weights"] == "weights.bin"
     assert man["name"] == name and man["family"] == spec.family
     assert man["vision_encoder"] == "tiny-" + spec.vision_encoder
     assert man["image"] == {"size": spec.image_size, "mean": bundle.MEAN, "std": bundle.STD,
@@ -134,7 +135,7 @@ def test_manifest(name, tiny_bundles, served):
     for f, c in ck.items():
         assert c["sha256"] == sha(served / name / f)
         assert c["url"].startswith("http://127.0.0.1:") and c["url"].endswith("/" + f)
-    assert set(man["files"]) == {"image.pt", "text.pt", "multimodal.pt", "vocab.txt"}
+    assert set(man["files"]) == {"image.pt", "text.pt", "multimodal.pt", "weights.bin", "vocab.txt"}
     for f, digest in man["files"].items():
         assert sha(d / f) == digest
     assert sorted(p.name for p in d.iterdir()) == sorted(list(man["files"]) + ["mmsearch.json"])
@@ -158,6 +159,57 @@ def test_modules_hold_only_their_weights(name, tiny_bundles):
         assert not any("word_embeddings" in k or ".cls." in k for k in big("image"))
         # text mode skips cross-attention
         assert not any("crossattention" in k for k in big("text"))
+
+
+@pytest.mark.parametrize("name", ["blip-base", "blip2-vitL"])
+def test_each_weight_is_stored_once_and_modules_hold_none(name, tiny_bundles):
+    d = tiny_bundles / name
+    weights = weight_file.WeightFile(d / "weights.bin")
+    stored = sum(e["bytes"] for e in weights.tensors.values())
+    used = {role: sum(weights.tensors[n]["bytes"] for n in names) for role, names in weights.modules.items()}
+    assert set(used) == {"image", "text", "multimodal"}
+    # The text and multimodal paths share BERT / the Q-Former: listed by several, stored once.
+    assert sum(used.values()) > stored
+    assert stored > 0.95 * (d / "weights.bin").stat().st_size
+    for role in ("image", "text", "multimodal"):
+        assert (d / f"{role}.pt").stat().st_size < 0.1 * stored
+    # A text query never reads the vision encoder.
+    assert not any(n.startswith(("visual_encoder.", "ln_vision.")) for n in weights.modules["text"])
+    assert any(n.startswith("visual_encoder.") for n in weights.modules["image"])
+
+
+def test_damaged_weight_file_is_refused_with_its_name(tiny_bundles, tmp_path):
+    src = tiny_bundles / "blip-base" / "weights.bin"
+    data = src.read_bytes()
+    cases = {
+        "magic": b"NOTTENS\0" + data[8:],
+        "header length": data[:8] + (len(data)).to_bytes(8, "little") + data[16:],
+        "short": data[:12],
+    }
+    for what, bad in cases.items():
+        f = tmp_path / f"{what}.bin"
+        f.write_bytes(bad)
+        with pytest.raises(weight_file.WeightFileError, match=str(f)):
+            weight_file.WeightFile(f)
+
+
+def test_format_1_bundle_still_loads_and_runs():
+    b = bundle.load_bundle(REPO / "models" / "dishes-tiny")
+    assert b["manifest"]["format_version"] == 1 and "weights" not in b["manifest"]
+    text = b["manifest"]["text"]  # its own trained vocabulary: ids from its manifest
+    ids = torch.tensor([[text["cls_token_id"], 10, 11, text["sep_token_id"]]] * 2)
+    t, p = b["text"](ids, torch.ones_like(ids))
+    assert torch.isfinite(p).all() and p.shape[0] == 2
+
+
+def test_load_bundle_detects_tampering_with_the_weights(tiny_bundles, tmp_path):
+    d = tmp_path / "b"
+    shutil.copytree(tiny_bundles / "blip-base", d)
+    with open(d / "weights.bin", "r+b") as f:
+        f.seek(-3, 2)
+        f.write(b"xyz")
+    with pytest.raises(bundle.ExportError, match="weights.bin"):
+        bundle.load_bundle(d)
 
 
 def test_load_bundle_detects_tampering(tiny_bundles, tmp_path):
@@ -409,7 +461,8 @@ def test_deterministic_blip_base_matches_goldens(tmp_path):
     assert (tp - g["text_embeds_proj"]).abs().max() <= 1e-5
     assert (m - g["multimodal_embeds"]).abs().max() <= 1e-4
     assert itm.shape == (n * T, 0)
-    assert sum(f.stat().st_size for f in (out / "blip-base").iterdir()) < 1.4e9  # text encoder stored in text.pt and multimodal.pt
+    # Each weight once (format 2): about the 894 MB checkpoint, where format 1 took 1.33 GB.
+    assert sum(f.stat().st_size for f in (out / "blip-base").iterdir()) < 0.95e9
 
 
 def test_image_size_override(tmp_path):
