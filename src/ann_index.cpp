@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "elapsed.h"
 #include "mmsearch/error.h"
 #include "parallel_tasks.h"
 #include "segment_internal.h"
@@ -78,9 +79,7 @@ void build_ann_file(const fs::path& path, const std::string& model_id, VectorKin
                                        std::to_string(total) + " (use --lists)");
   }
   const auto started = std::chrono::steady_clock::now();
-  const auto seconds = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  };
+  const auto seconds = [&] { return seconds_since(started); };
   // An evenly spaced training sample (the sources hand vectors in path order, so a stride
   // samples every folder).
   const std::int64_t train_count = std::min(total, lists * kTrainPerList);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 
+#include "elapsed.h"
 #include "mmsearch/error.h"
 
 namespace fs = std::filesystem;
@@ -28,10 +29,6 @@ StoredVectors tensor_rows(const torch::Tensor& rows, VectorKind kind, int captio
 }
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 struct Prepared {
   std::optional<torch::Tensor> pixels;  // [3,S,S] when decoding succeeded

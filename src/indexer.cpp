@@ -4,6 +4,7 @@
 #include <chrono>
 #include <unordered_map>
 
+#include "elapsed.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index_commit.h"
 
@@ -116,8 +117,7 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
       const bool captions = std::any_of(
           jobs.begin(), jobs.end(), [](const FileJob& job) { return !job.info.captions.empty(); });
       encoder.load_modules(true, captions, captions);
-      summary.load_seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();
+      summary.load_seconds = seconds_since(load_started);
     }
     embed_files(
         encoder, jobs, embed_options,
@@ -137,8 +137,7 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   embed(commit_reused(later, find_by_content, commit, batch_size * 8));
 
   commit.finish();
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  summary.seconds = seconds_since(started);
   return summary;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <unordered_set>
 
+#include "elapsed.h"
 #include "mmsearch/error.h"
 #include "mmsearch/indexer.h"
 #include "mmsearch/scope_model.h"
@@ -47,15 +48,6 @@ void throw_scope_not_indexed(const IndexStore& store, const fs::path& scope,
                                      (others.empty() ? std::string("; it has not been indexed")
                                                      : "; it was indexed with " + others));
 }
-
-namespace {
-
-double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
-
-}  // namespace
 
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options) {
