@@ -49,7 +49,6 @@ std::shared_ptr<const WeightFile> WeightFile::open(const fs::path& path) {
   }
   file->map_ = map;
   file->layout_ = parse_weight_layout(map, file->size_, path);
-  file->self_ = file;
   return file;
 }
 
@@ -69,7 +68,7 @@ torch::Tensor WeightFile::tensor(const std::string& name) const {
     throw Error(ErrorKind::kModel, path_.string() + ": no weight named " + name);
   }
   const WeightEntry& e = it->second;
-  auto keep = self_.lock();  // the tensor's storage keeps the mapping alive
+  auto keep = shared_from_this();  // the tensor's storage keeps the mapping alive
   return torch::from_blob(
       static_cast<char*>(map_) + e.offset, e.shape, [keep](void*) {},
       torch::TensorOptions().dtype(scalar_type(e.dtype)));

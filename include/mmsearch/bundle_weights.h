@@ -16,7 +16,7 @@
 
 namespace mmsearch {
 
-class WeightFile {
+class WeightFile : public std::enable_shared_from_this<WeightFile> {
  public:
   // Maps and checks the file: magic, header, and that every tensor lies inside the file with
   // the size its dtype and shape give. Throws Error(kModel) naming the file and the reason.
@@ -39,7 +39,6 @@ class WeightFile {
   void* map_ = nullptr;
   std::size_t size_ = 0;
   WeightLayout layout_;
-  std::weak_ptr<const WeightFile> self_;
 };
 
 }  // namespace mmsearch
