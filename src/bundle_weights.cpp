@@ -74,4 +74,16 @@ torch::Tensor WeightFile::tensor(const std::string& name) const {
       torch::TensorOptions().dtype(scalar_type(e.dtype)));
 }
 
+void WeightFile::release(const std::string& name) const {
+  const auto it = layout_.tensors.find(name);
+  if (it == layout_.tensors.end()) return;
+  static const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t begin = (it->second.offset + page - 1) / page * page;
+  const std::size_t end = (it->second.offset + it->second.bytes) / page * page;
+  // Only whole pages of this weight: a neighbour's view may still be in use. Nothing writes the
+  // weights, so the dropped pages are the file's and read back unchanged; failure only costs
+  // memory.
+  if (end > begin) ::madvise(static_cast<char*>(map_) + begin, end - begin, MADV_DONTNEED);
+}
+
 }  // namespace mmsearch

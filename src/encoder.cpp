@@ -9,6 +9,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "bf16_layer_norm.h"
 #include "mmsearch/bundle_weights.h"
 #include "mmsearch/error.h"
 
@@ -166,6 +167,11 @@ torch::jit::Module& Encoder::module(const std::string& file,
     // conversions around every linear), and Debian's libtorch has no oneDNN Graph fuser.
     try {
       slot = torch::jit::freeze(*slot);
+      // Frozen, every LayerNorm is inlined into forward, where the fused bf16 one replaces
+      // libtorch's slow bf16 kernel (bf16_layer_norm.h).
+      if (dtype_ == InferenceDtype::kBFloat16) {
+        use_fused_layer_norm(slot->get_method("forward").graph());
+      }
     } catch (const c10::Error& e) {
       throw Error(ErrorKind::kModel, path.string() + ": cannot freeze TorchScript module: " +
                                          e.what_without_backtrace());
@@ -208,6 +214,7 @@ void Encoder::put_weights(torch::jit::Module& module, const std::string& file) {
     // never resident at once.
     if (dtype_ == InferenceDtype::kBFloat16 && value.is_floating_point()) {
       value = value.to(torch::kBFloat16);
+      weights->release(name);
     }
     // The exporter's wrappers hold the model as path.model (models/README.md).
     const std::string dotted = "path.model." + name;

@@ -30,6 +30,10 @@ class WeightFile : public std::enable_shared_from_this<WeightFile> {
   // A tensor over the mapping (no copy; the mapping is private, so writes would copy a page and
   // never reach the file). It keeps the mapping alive. Throws Error(kModel) for an unknown name.
   torch::Tensor tensor(const std::string& name) const;
+  // Drops the resident pages that lie wholly inside weight `name`, for a caller that holds its
+  // own converted copy: a module's fp32 pages then do not pile up while it converts to bf16. A
+  // later read of the weight faults its pages in from the file again. Unknown names are ignored.
+  void release(const std::string& name) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:

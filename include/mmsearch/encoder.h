@@ -83,7 +83,8 @@ struct MultimodalOutputs {
 class Encoder {
  public:
   // freeze: modules are frozen after loading (torch::jit::freeze), which is faster and gives
-  // the same outputs (tests/cpp/test_encoder.cpp); false runs them as stored.
+  // the same outputs (tests/cpp/test_encoder.cpp); false runs them as stored. Frozen bf16
+  // modules also run a fused LayerNorm (src/bf16_layer_norm.h).
   Encoder(Bundle bundle, InferenceDtype dtype = InferenceDtype::kFloat32, bool freeze = true);
 
   const Bundle& bundle() const { return bundle_; }

@@ -4,7 +4,10 @@
 // tests/python/test_export.py; the goldens check a full-size format-2 bundle end to end.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -75,6 +78,45 @@ TEST(WeightFile, TensorsOutliveTheFileObject) {
   b.add_(1);  // a private mapping: the file does not change
   auto again = WeightFile::open(dir / "weights.bin");
   EXPECT_FLOAT_EQ(again->tensor("b.bias")[2].item<float>(), 7.f);
+}
+
+// The process's resident set, from /proc/self/statm.
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t total = 0, resident = 0;
+  statm >> total >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// release() drops a weight's pages from the process once the caller has its own copy, and a
+// later read still sees the stored values, as does a small neighbour sharing a page.
+TEST(WeightFile, ReleasedWeightsLeaveTheResidentSetAndReadBackUnchanged) {
+  constexpr std::int64_t kCount = 4 << 20;  // 16 MiB of fp32
+  std::string big(kCount * sizeof(float), '\0');
+  for (std::int64_t i = 0; i < kCount; ++i) {
+    const float v = static_cast<float>(i % 1000);
+    std::memcpy(&big[i * sizeof(float)], &v, sizeof v);
+  }
+  const json header = {
+      {"format", "mmsearch-tensors"},
+      {"version", 1},
+      {"tensors",
+       {{"big", {{"dtype", "fp32"}, {"shape", {kCount}}, {"offset", 0}, {"bytes", big.size()}}},
+        {"small", {{"dtype", "fp32"}, {"shape", {3}}, {"offset", big.size()}, {"bytes", 12}}}}},
+      {"modules", {{"image", {"big", "small"}}}}};
+  const fs::path dir = test_support::fresh_test_dir("weights", "release");
+  test_support::write_file(dir / "weights.bin", weight_file(header, big + floats({5, 6, 7})));
+  const auto file = WeightFile::open(dir / "weights.bin");
+  const torch::Tensor weight = file->tensor("big");
+  const double sum = weight.sum(torch::kFloat64).item<double>();  // faults every page in
+  const std::size_t before = resident_bytes();
+  file->release("big");
+  file->release("no such weight");  // ignored
+  const std::size_t after = resident_bytes();
+  EXPECT_GE(before - std::min(before, after), std::size_t{12} << 20)
+      << "resident " << before << " -> " << after;
+  EXPECT_DOUBLE_EQ(weight.sum(torch::kFloat64).item<double>(), sum);
+  EXPECT_TRUE(torch::equal(file->tensor("small"), torch::tensor({5.f, 6.f, 7.f})));
 }
 
 TEST(WeightFile, DamageIsAModelErrorNamingTheFile) {
