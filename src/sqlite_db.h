@@ -16,7 +16,9 @@ namespace mmsearch::sqlite {
 
 class Database {
  public:
-  enum class Access { kReadOnly, kReadWriteCreate };
+  // kReadOnlyImmutable: read-only without locks or the -shm file, for a store whose folder
+  // cannot be written and that has no write-ahead log to read (nobody can be writing it).
+  enum class Access { kReadOnly, kReadOnlyImmutable, kReadWriteCreate };
 
   // Opens the file (creating it for kReadWriteCreate; never its parent folder). A writer that
   // finds the database locked waits up to busy_timeout_ms before failing.
@@ -38,13 +40,22 @@ class Database {
   // The single integer the query returns (0 when it returns no row), e.g. a PRAGMA or count.
   std::int64_t query_int(const std::string& sql, const std::string& what) const;
 
+  // As query_int, but returns SQLite's result code instead of throwing: for probing a file
+  // that may not be a readable database at all.
+  int try_query_int(const std::string& sql, std::int64_t& value) const noexcept;
+
   std::int64_t last_insert_rowid() const;
   // Rows changed by the latest statement, not counting those removed by ON DELETE CASCADE.
   std::int64_t changes() const;
 
   // Throws Error(kIndex) for SQLite's last error on this connection, saying when the cause is
-  // another process holding the lock.
+  // another process holding the lock, a full disk, or damage (and what to do about each).
   [[noreturn]] void fail(int rc, const std::string& what) const;
+
+  // SQLite's primary result code of the last failed call, and the OS errno behind it (0 when
+  // there was none), for callers that react to the cause.
+  int last_error() const;
+  int last_system_errno() const;
 
  private:
   std::filesystem::path path_;

@@ -1,7 +1,16 @@
 #include "store_schema.h"
 
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
@@ -242,8 +251,27 @@ void prepare_location(const fs::path& path, bool read_only) {
   }
 }
 
+// `PRAGMA journal_mode = WAL` needs the write lock, and SQLite does not wait for it: two first
+// runs started together would fail with "database is locked". So it is skipped when the file
+// is already in WAL mode (every store made by create_store_file is), and retried within the
+// busy timeout otherwise.
+void enable_wal(sqlite::Database& db, int busy_timeout_ms) {
+  sqlite::Statement mode(db, "PRAGMA journal_mode", "read journal mode");
+  if (mode.step() && mode.text(0) == "wal") return;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+  for (;;) {
+    std::int64_t ignored = 0;
+    const int rc = db.try_query_int("PRAGMA journal_mode = WAL", ignored);
+    if (rc == SQLITE_OK) return;
+    if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) db.fail(rc, "enable WAL");
+    if (std::chrono::steady_clock::now() >= deadline) db.fail(rc, "enable WAL");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 // Connection settings; `is_new` when the file holds no table yet.
-void configure(sqlite::Database& db, bool read_only, bool is_new) {
+void configure(sqlite::Database& db, bool read_only, bool is_new, int busy_timeout_ms) {
   if (!read_only) {
     // WAL: readers (a query) run while the indexer writes, and a crash can only lose the
     // uncommitted tail of the log. synchronous=FULL syncs the WAL at every commit, so a
@@ -253,7 +281,7 @@ void configure(sqlite::Database& db, bool read_only, bool is_new) {
     // 16 KiB pages (only takes effect on a new, empty database): vector blobs span fewer
     // overflow pages.
     if (is_new) db.exec("PRAGMA page_size = 16384", "set page size");
-    db.exec("PRAGMA journal_mode = WAL", "enable WAL");
+    enable_wal(db, busy_timeout_ms);
   }
   db.exec("PRAGMA synchronous = FULL", "set synchronous");
   // Loading a scope reads every vector blob (a BLIP-2 image_proj block is 32 KiB): a 64 MiB
@@ -263,34 +291,153 @@ void configure(sqlite::Database& db, bool read_only, bool is_new) {
   db.exec("PRAGMA foreign_keys = ON", "enable foreign keys");
 }
 
+void sync_folder(const fs::path& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// A new store is built whole under a private name, then published with link(2), which never
+// replaces an existing file. So a store is either absent or complete with its schema: a crash
+// or a full disk during creation leaves no half-made store, and of two first runs started
+// together one publishes and the other opens what it published.
+void create_store_file(const fs::path& path, int busy_timeout_ms) {
+  static std::atomic<int> counter{0};
+  const fs::path staging =
+      path.string() + ".new-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  auto remove_staging = [&] {
+    std::error_code ignored;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      fs::remove(staging.string() + suffix, ignored);
+    }
+  };
+  try {
+    {
+      // A rollback journal while building: the commit lands in the file itself, or fails
+      // (a full disk) before anything is published. WAL is switched on afterwards; the mode
+      // is kept in the file's header.
+      sqlite::Database db(staging, sqlite::Database::Access::kReadWriteCreate, busy_timeout_ms);
+      db.exec("PRAGMA page_size = 16384", "set page size");
+      db.exec("PRAGMA synchronous = FULL", "set synchronous");
+      create_schema(db);
+      sqlite::Statement mode(db, "PRAGMA journal_mode = WAL", "enable WAL");
+      if (!mode.step() || mode.text(0) != "wal") {
+        throw Error(ErrorKind::kIndex,
+                    db.where("enable WAL") + ": SQLite kept journal mode '" + mode.text(0) + "'");
+      }
+    }
+    // Published only once it reads back whole, with no log left beside it.
+    sqlite::Database check(staging, sqlite::Database::Access::kReadOnly, busy_timeout_ms);
+    sqlite::Statement quick(check, "PRAGMA quick_check", "check the new index");
+    if (!quick.step() || quick.text(0) != "ok") {
+      throw Error(ErrorKind::kIndex, check.where("check the new index") + ": " + quick.text(0));
+    }
+  } catch (const Error& e) {
+    remove_staging();
+    // The message names the store the user knows, not the private name it was built under.
+    std::string message = e.what();
+    for (std::size_t at; (at = message.find(staging.string())) != std::string::npos;) {
+      message.replace(at, staging.string().size(), path.string());
+    }
+    throw Error(e.kind(), message);
+  } catch (...) {
+    remove_staging();
+    throw;
+  }
+  if (::link(staging.c_str(), path.c_str()) != 0 && errno != EEXIST) {
+    const int link_errno = errno;
+    remove_staging();
+    throw Error(ErrorKind::kIndex,
+                "cannot create index " + path.string() + ": " + std::strerror(link_errno));
+  }
+  remove_staging();
+  sync_folder(path.has_parent_path() ? path.parent_path() : fs::path("."));
+}
+
+// Sets errno (EROFS, EACCES) when not.
+bool folder_writable(const fs::path& path) {
+  const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  return ::access(folder.c_str(), W_OK) == 0;
+}
+
+bool has_log_to_read(const fs::path& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path.string() + "-wal", ec);
+  return !ec && size > 0;
+}
+
+// Says what is wrong with a store whose first read failed with `rc`. Damage reports go through
+// quick_check in sqlite_db.cpp; the advice never deletes the file.
+[[noreturn]] void refuse_unreadable(sqlite::Database& db, const fs::path& path, int rc) {
+  if (rc == SQLITE_NOTADB) {
+    throw Error(ErrorKind::kIndex,
+                "index " + path.string() +
+                    " is not an SQLite database (its header is not SQLite's), so it is not an "
+                    "mmsearch index, or its first page was overwritten. mmsearch leaves it as "
+                    "it is; set MMSEARCH_HOME to another folder to start a new index");
+  }
+  db.fail(rc, "open");
+}
+
 }  // namespace
 
 OpenedDatabase open_database(const std::filesystem::path& path, bool read_only,
                              int busy_timeout_ms) {
   prepare_location(path, read_only);
-  OpenedDatabase opened{sqlite::Database(path,
-                                         read_only ? sqlite::Database::Access::kReadOnly
-                                                   : sqlite::Database::Access::kReadWriteCreate,
-                                         busy_timeout_ms),
-                        0, false};
-  sqlite::Database& db = opened.db;
+  if (!read_only) {
+    std::error_code ec;
+    const bool present = fs::exists(path, ec);
+    // An empty file (left by an older mmsearch whose first run stopped early) is set up in place
+    // below.
+    if (!present && !ec) create_store_file(path, busy_timeout_ms);
+  }
+  using Access = sqlite::Database::Access;
+  OpenedDatabase opened{
+      sqlite::Database(path, read_only ? Access::kReadOnly : Access::kReadWriteCreate,
+                       busy_timeout_ms),
+      0, false};
 
   // Reading the header first turns "file is not a database" into a clear error up front.
   std::int64_t application_id = 0, tables = 0;
-  try {
-    application_id = db.query_int("PRAGMA application_id", "open");
-    tables = db.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'", "open");
-  } catch (const Error& e) {
-    throw Error(ErrorKind::kIndex, "index " + path.string() +
-                                       " is not an mmsearch index or is corrupt (" + e.what() +
-                                       "); move it away to start a new index");
+  int rc = opened.db.try_query_int("PRAGMA application_id", application_id);
+  if (rc == SQLITE_CANTOPEN && read_only && !folder_writable(path) && !has_log_to_read(path)) {
+    // A store on a read-only disk or folder: SQLite cannot make the -shm file a WAL reader
+    // needs. With no log to read, and nobody able to write there, it can be read as immutable.
+    opened.db = sqlite::Database(path, Access::kReadOnlyImmutable, busy_timeout_ms);
+    rc = opened.db.try_query_int("PRAGMA application_id", application_id);
   }
+  if (rc == SQLITE_OK) {
+    rc = opened.db.try_query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'", tables);
+  }
+  sqlite::Database& db = opened.db;
+  if (rc == SQLITE_CANTOPEN && read_only && !folder_writable(path)) {
+    throw Error(ErrorKind::kIndex,
+                "cannot read index " + path.string() +
+                    ": its folder is read-only and its "
+                    "write-ahead log " +
+                    path.string() +
+                    "-wal holds commits, which SQLite "
+                    "can only read with a -shm file beside it. Make the folder writable "
+                    "once (any mmsearch command then folds the log in), or copy the store "
+                    "with its -wal file to a writable folder and set MMSEARCH_HOME there");
+  }
+  if ((rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) && !read_only && !folder_writable(path)) {
+    const int why = errno;
+    throw Error(ErrorKind::kIndex,
+                "cannot write index " + path.string() + ": its folder is not writable (" +
+                    std::strerror(why) +
+                    "). query and simmatrix still read it; to index or eval, "
+                    "make the folder writable or set MMSEARCH_HOME to another folder");
+  }
+  if (rc != SQLITE_OK) refuse_unreadable(db, path, rc);
   if (tables > 0 && application_id != kApplicationId) {
     throw Error(ErrorKind::kIndex,
                 "index " + path.string() +
                     " is an SQLite database but not an mmsearch index; refusing to touch it");
   }
-  configure(db, read_only, tables == 0);
+  configure(db, read_only, tables == 0, busy_timeout_ms);
 
   if (tables == 0) {
     if (read_only) throw Error(ErrorKind::kIndex, "index " + path.string() + " is empty");
