@@ -18,8 +18,12 @@
 #include <jpeglib.h>
 #include <jerror.h>
 // clang-format on
+#include <fcntl.h>
 #include <png.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csetjmp>
 #include <cstring>
@@ -506,6 +510,34 @@ RgbImage decode_image(const std::filesystem::path& path, const DecodeOptions& op
                                   std::istreambuf_iterator<char>());
   if (in.bad()) fail(name, "read error");
   return decode_image_from_memory(bytes.data(), bytes.size(), name, options);
+}
+
+bool has_image_extension(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  static const char* const kExtensions[] = {".jpg", ".jpeg", ".jpe", ".png", ".gif",
+                                            ".bmp", ".tif",  ".tiff", ".webp"};
+  return std::any_of(std::begin(kExtensions), std::end(kExtensions),
+                     [&](const char* known) { return ext == known; });
+}
+
+ImageSniff sniff_image_file(const std::filesystem::path& path) {
+  // O_NONBLOCK: a FIFO named like a photo must not hang the walk.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return {ImageSniff::Kind::kUnreadable, std::strerror(errno)};
+  std::uint8_t head[18] = {};
+  const ssize_t got = ::read(fd, head, sizeof(head));
+  const int read_errno = errno;
+  ::close(fd);
+  if (got < 0) return {ImageSniff::Kind::kUnreadable, std::strerror(read_errno)};
+  if (got == 0) return {ImageSniff::Kind::kNotImage, "not an image: the file is empty"};
+  if (image_detail::sniff_format(head, static_cast<std::size_t>(got)) == ImageFormat::kUnknown) {
+    return {ImageSniff::Kind::kNotImage,
+            "not an image: its content is no format mmsearch reads (JPEG, PNG, GIF, BMP, TIFF, "
+            "WebP)"};
+  }
+  return {ImageSniff::Kind::kImage, ""};
 }
 
 bool looks_like_image(const std::filesystem::path& path) {

@@ -10,8 +10,10 @@ IndexCommitter::IndexCommitter(IndexStore& store, std::string model_id,
   for (const auto& listing : stored) stored_paths_.insert(listing.state.path);
 }
 
-void IndexCommitter::remove_vanished(const std::filesystem::path& root) {
-  summary_.removed += static_cast<std::int64_t>(store_.remove_missing(model_id_, root).size());
+void IndexCommitter::remove_vanished(const std::vector<FileState>& files) {
+  std::vector<std::string> paths;
+  for (const auto& file : files) paths.push_back(file.path);
+  summary_.removed += store_.remove_paths(model_id_, paths);
 }
 
 void IndexCommitter::count_unchanged(std::int64_t files) {

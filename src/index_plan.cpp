@@ -59,9 +59,10 @@ const std::string& FileJob::embed_text(std::size_t c) const {
   return english[c].empty() ? info.captions[c] : english[c];
 }
 
-std::vector<fs::path> find_images(const fs::path& root, bool include_hidden,
-                                  std::vector<std::string>& warnings) {
-  std::vector<fs::path> images;
+FolderWalk walk_folder(const fs::path& root, bool include_hidden) {
+  FolderWalk walk;
+  std::error_code root_ec;
+  const fs::path canonical_root = fs::canonical(root, root_ec);
   std::set<fs::path> visited;  // canonical folders already walked: symlink loops end here
   std::vector<fs::path> pending{root};
   while (!pending.empty()) {
@@ -69,26 +70,63 @@ std::vector<fs::path> find_images(const fs::path& root, bool include_hidden,
     pending.pop_back();
     std::error_code ec;
     const fs::path canonical = fs::canonical(dir, ec);
-    if (ec || !visited.insert(canonical).second) continue;
-    fs::directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
     if (ec) {
-      warnings.push_back(dir.string() + ": cannot read folder: " + ec.message());
+      walk.unreadable_folders.push_back(dir);
+      walk.warnings.push_back(dir.string() + ": cannot read folder: " + ec.message());
       continue;
     }
-    for (const auto& entry : it) {
-      const fs::path& path = entry.path();
-      if (!include_hidden && is_hidden(path)) continue;
-      std::error_code type_ec;
-      if (entry.is_directory(type_ec)) {
-        pending.push_back(path);
-      } else if (entry.is_regular_file(type_ec) && looks_like_image(path)) {
-        images.push_back(path);
+    if (!visited.insert(canonical).second) continue;
+    // A link from inside root to root's parent (or root itself, caught above) would make the
+    // walk index the tree around root.
+    if (dir != root && !root_ec) {
+      const auto rel = canonical_root.lexically_relative(canonical);
+      if (!rel.empty() && *rel.begin() != "..") {
+        walk.warnings.push_back(dir.string() + ": skipped: it links to " + canonical.string() +
+                                ", which contains the indexed folder");
+        continue;
       }
     }
+    // No skip_permission_denied: a folder that cannot be listed must be reported, and what is
+    // stored under it kept, not taken for deleted.
+    fs::directory_iterator it(dir, ec);
+    if (ec) {
+      walk.unreadable_folders.push_back(dir);
+      walk.warnings.push_back(dir.string() + ": cannot read folder: " + ec.message() +
+                              "; what is indexed under it is kept");
+      continue;
+    }
+    for (fs::directory_iterator end; it != end; it.increment(ec)) {
+      const fs::path& path = it->path();
+      if (!include_hidden && is_hidden(path)) continue;
+      std::error_code type_ec;
+      if (it->is_directory(type_ec)) {
+        pending.push_back(path);
+        continue;
+      }
+      if (!it->is_regular_file(type_ec)) continue;  // FIFOs, devices, broken links
+      const ImageSniff sniff = sniff_image_file(path);
+      if (sniff.kind == ImageSniff::Kind::kImage) {
+        walk.images.push_back(path);
+      } else if (has_image_extension(path) || sniff.kind == ImageSniff::Kind::kUnreadable) {
+        const std::string shown = normalize_index_path(path);
+        walk.failures.push_back(
+            {shown, shown + ": " +
+                        (sniff.kind == ImageSniff::Kind::kUnreadable ? "cannot read: " : "") +
+                        sniff.reason});
+      }
+    }
+    if (ec) {
+      // The listing broke off: what it did not reach is unknown, not gone.
+      walk.unreadable_folders.push_back(dir);
+      walk.warnings.push_back(dir.string() + ": cannot read the whole folder: " + ec.message() +
+                              "; what is indexed under it is kept");
+    }
   }
-  std::sort(images.begin(), images.end());
-  images.erase(std::unique(images.begin(), images.end()), images.end());
-  return images;
+  std::sort(walk.images.begin(), walk.images.end());
+  walk.images.erase(std::unique(walk.images.begin(), walk.images.end()), walk.images.end());
+  std::sort(walk.failures.begin(), walk.failures.end(),
+            [](const IndexFailure& a, const IndexFailure& b) { return a.path < b.path; });
+  return walk;
 }
 
 FolderScan scan_folder(const fs::path& root_in, bool include_hidden) {
@@ -96,7 +134,13 @@ FolderScan scan_folder(const fs::path& root_in, bool include_hidden) {
   scan.root = normalize_index_path(root_in);
   const CaptionTable table = read_caption_table(scan.root);
   scan.warnings = table.warnings;
-  for (auto& path : find_images(scan.root, include_hidden, scan.warnings)) {
+  FolderWalk walk = walk_folder(scan.root, include_hidden);
+  scan.warnings.insert(scan.warnings.end(), walk.warnings.begin(), walk.warnings.end());
+  scan.failures = std::move(walk.failures);
+  for (const auto& folder : walk.unreadable_folders) {
+    scan.unreadable_folders.emplace_back(normalize_index_path(folder));
+  }
+  for (auto& path : walk.images) {
     FolderImage image;
     try {
       image.info = captions_for(table, scan.root, path);
@@ -119,12 +163,44 @@ std::vector<std::string> caption_texts(const FolderScan& scan) {
   return texts;
 }
 
-std::vector<FileState> vanished_files(const std::vector<FileListing>& stored) {
-  std::vector<FileState> vanished;
+RemovalPlan plan_removals(const FolderScan& scan, const std::vector<FileListing>& stored) {
+  std::unordered_set<std::string> listed;
+  for (const auto& image : scan.images) listed.insert(normalize_index_path(image.path));
+  for (const auto& failure : scan.failures) listed.insert(failure.path);
+  RemovalPlan plan;
   for (const auto& listing : stored) {
-    if (is_gone_from_disk(listing.state.path)) vanished.push_back(listing.state);
+    const std::string& path = listing.state.path;
+    if (listed.count(path)) continue;
+    const bool under_unreadable = std::any_of(
+        scan.unreadable_folders.begin(), scan.unreadable_folders.end(), [&](const fs::path& f) {
+          const auto rel = fs::path(path).lexically_relative(f);
+          return !rel.empty() && *rel.begin() != "..";
+        });
+    if (under_unreadable) continue;
+    std::error_code ec;
+    (void)fs::symlink_status(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+      plan.unverifiable.push_back(path + ": cannot check whether it still exists (" +
+                                  ec.message() + "); its vectors are kept");
+      continue;
+    }
+    plan.remove.push_back(listing.state);
   }
-  return vanished;
+  return plan;
+}
+
+void check_removal_share(const FolderScan& scan, std::size_t stored, std::size_t removals,
+                         bool confirmed) {
+  if (confirmed || removals == 0) return;
+  const bool emptied = removals == stored && scan.images.empty() && scan.failures.empty();
+  const bool most = removals >= kMassRemovalMinimum && 2 * removals > stored;
+  if (!emptied && !most) return;
+  throw Error(ErrorKind::kInput,
+              scan.root.string() + ": this run would remove " + std::to_string(removals) +
+                  " of the " + std::to_string(stored) + " files indexed under it" +
+                  (emptied ? ", and the folder now holds no image at all" : "") +
+                  ". If it is on a drive or share, check that it is mounted. Nothing was "
+                  "changed; if the files really are gone, run again with --confirm-removal");
 }
 
 std::optional<IndexedFile> reuse_record(const FileJob& job, const IndexedFile& stored) {

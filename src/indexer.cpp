@@ -60,7 +60,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   summary.root = scan.root.string();
   summary.model_id = model_id;
   summary.warnings = scan.warnings;
-  summary.found = static_cast<std::int64_t>(scan.images.size());
+  // Files named like images that are not (or cannot be read) count as found, and as failed.
+  summary.found = static_cast<std::int64_t>(scan.images.size() + scan.failures.size());
 
   // Translate: every caption at once, before anything is written.
   std::unordered_map<std::string, std::string> english;
@@ -73,11 +74,15 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   }
 
   // Files that vanished leave the index before the plan looks up content, so that lookups find
-  // the files that remain; their records stay in memory for a renamed copy to reuse.
+  // the files that remain; their records stay in memory for a renamed copy to reuse. A run that
+  // would empty the folder's index is refused here, before anything is written.
   const std::vector<FileListing> stored = store.list_files(model_id, scan.root);
+  const RemovalPlan removals = plan_removals(scan, stored);
+  check_removal_share(scan, stored.size(), removals.remove.size(), options.confirm_removal);
+  summary.warnings.insert(summary.warnings.end(), removals.unverifiable.begin(),
+                          removals.unverifiable.end());
   std::unordered_map<std::string, IndexedFile> vanished;  // by content key
-  for (const FileState& state :
-       options.rebuild ? std::vector<FileState>{} : vanished_files(stored)) {
+  for (const FileState& state : options.rebuild ? std::vector<FileState>{} : removals.remove) {
     // Imported items have no content hash (their files were never read here): nothing to reuse.
     if (state.content_hash.empty()) continue;
     if (auto record = store.find_by_content_hash(model_id, state.content_hash, state.size)) {
@@ -85,7 +90,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
     }
   }
   IndexCommitter commit(store, model_id, stored, options, summary);
-  commit.remove_vanished(scan.root);
+  commit.remove_vanished(removals.remove);
+  for (const auto& failure : scan.failures) commit.fail(failure);
   const ContentLookup find_by_content = [&](const std::string& content_hash,
                                             std::int64_t size) -> std::optional<IndexedFile> {
     if (options.rebuild) return std::nullopt;

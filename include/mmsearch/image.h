@@ -49,6 +49,18 @@ RgbImage decode_image_from_memory(const std::uint8_t* data, std::size_t size,
 // content, not by extension). Never throws; unreadable files return false.
 bool looks_like_image(const std::filesystem::path& path);
 
+// Whether a name ends in an image extension (.jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp,
+// any case): such a file that is not an image is reported, where other non-images are ignored.
+bool has_image_extension(const std::filesystem::path& path);
+
+// What a file's leading bytes say, for the folder walk: an image, not an image ("reason" says
+// why: empty, unknown format), or unreadable ("reason" is the OS's).
+struct ImageSniff {
+  enum class Kind { kImage, kNotImage, kUnreadable } kind = Kind::kNotImage;
+  std::string reason;
+};
+ImageSniff sniff_image_file(const std::filesystem::path& path);
+
 // Pillow 9.4 Image.resize((out_width, out_height), BICUBIC): separable, antialiased when
 // shrinking, fixed-point, uint8 between passes. Bit-exact.
 RgbImage resize_bicubic_pil(const RgbImage& image, int out_width, int out_height);

@@ -19,8 +19,8 @@ class IndexCommitter {
   IndexCommitter(IndexStore& store, std::string model_id, const std::vector<FileListing>& stored,
                  const IndexOptions& options, IndexSummary& summary);
 
-  // Removes the model's files under root that are gone from disk.
-  void remove_vanished(const std::filesystem::path& root);
+  // Removes these stored files of the model (plan_removals in index_plan.h chose them).
+  void remove_vanished(const std::vector<FileState>& files);
   void count_unchanged(std::int64_t files);
   // Counts and reports a file that failed. A file indexed before leaves the index at finish():
   // its stored vectors describe bytes that are gone.

@@ -21,12 +21,23 @@ struct IndexFailure {
   std::string reason;
 };
 
+// What a walk of a folder found.
+struct FolderWalk {
+  std::vector<std::filesystem::path> images;  // sorted
+  // Files named like images (has_image_extension) that are not images or cannot be read: they
+  // are reported, and if indexed before, leave the index.
+  std::vector<IndexFailure> failures;
+  // Folders that could not be listed: what the store holds under them is kept as it is, since
+  // nothing says it is gone.
+  std::vector<std::filesystem::path> unreadable_folders;
+  std::vector<std::string> warnings;
+};
+
 // Every image file under root (by content sniffing, not extension), sorted. Follows symbolic
-// links to folders but never enters a folder twice (no loops). Hidden names are skipped unless
-// include_hidden. Unreadable folders are reported in `warnings` and skipped.
-std::vector<std::filesystem::path> find_images(const std::filesystem::path& root,
-                                               bool include_hidden,
-                                               std::vector<std::string>& warnings);
+// links to folders but never enters a folder twice (no loops), and never one that contains
+// root (a link to a parent would pull in the tree around root). Hidden names are skipped
+// unless include_hidden.
+FolderWalk walk_folder(const std::filesystem::path& root, bool include_hidden);
 
 struct FolderImage {
   std::filesystem::path path;
@@ -36,6 +47,8 @@ struct FolderImage {
 struct FolderScan {
   std::filesystem::path root;         // normalize_index_path() form
   std::vector<FolderImage> images;    // sorted by path
+  std::vector<IndexFailure> failures;  // image-named files that are not images, unreadable files
+  std::vector<std::filesystem::path> unreadable_folders;  // normalize_index_path() form
   std::vector<std::string> warnings;  // captions-file rows skipped, unreadable folders...
 };
 
@@ -81,8 +94,24 @@ IndexPlan plan_index(const FolderScan& scan,
                      const std::unordered_map<std::string, std::string>& english,
                      const std::vector<FileListing>& stored, const ContentLookup& find_by_content);
 
-// The stored files whose path no longer exists on disk.
-std::vector<FileState> vanished_files(const std::vector<FileListing>& stored);
+// The stored files that leave the index: gone from disk, or still there but no longer found
+// by the scan (not an image any more, hidden or otherwise excluded now). Kept: files the scan
+// lists or reports as failures (those leave through the failure), files under a folder that
+// could not be listed, and files whose existence cannot be checked (`unverifiable` says why).
+struct RemovalPlan {
+  std::vector<FileState> remove;
+  std::vector<std::string> unverifiable;  // warnings
+};
+RemovalPlan plan_removals(const FolderScan& scan, const std::vector<FileListing>& stored);
+
+// Throws Error(kInput) when `removals` of the `stored` files under the scan's root would leave
+// the index and that looks like a missing disk rather than deleted photos: every stored file
+// while the folder now holds no image at all (an empty mount point), or at least
+// kMassRemovalMinimum files and more than half of them. Nothing is written before this check;
+// `confirmed` (index --confirm-removal) lets the run go ahead.
+constexpr std::size_t kMassRemovalMinimum = 10;
+void check_removal_share(const FolderScan& scan, std::size_t stored, std::size_t removals,
+                         bool confirmed);
 
 // The record for `job` from a stored record of the same content: its image vectors as they
 // are, and caption vectors where caption text and English text are the same. nullopt when some

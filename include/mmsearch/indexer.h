@@ -3,7 +3,9 @@
 // Incremental: a file whose size and mtime match its stored record, with the same captions and
 // category, is not touched. A changed size/mtime leads to a content hash; the same hash (a
 // touched file, a rename, a duplicate) reuses the stored vectors instead of running the model.
-// Files that disappeared from the folder leave the index.
+// Files that disappeared from the folder, or that it no longer yields (not an image any more,
+// hidden now), leave the index; a run that would remove most of a folder stops first
+// (check_removal_share, index_plan.h).
 //
 // Crash safety: files are written in batches, each one SQLite transaction (see index.h), so a
 // kill at any moment keeps every batch committed before it and a rerun resumes.
@@ -73,6 +75,9 @@ struct IndexOptions {
   // and no stored vectors are reused (for a store whose vectors are damaged, or after a model
   // fix). Captions and translations are still read from the cache.
   bool rebuild = false;
+  // Let a run remove most or all of a folder's indexed files (check_removal_share in
+  // index_plan.h refuses that otherwise, as the sign of an unmounted drive).
+  bool confirm_removal = false;
 };
 
 struct IndexSummary {

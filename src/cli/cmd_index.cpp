@@ -127,6 +127,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     TranslationRequest translation;
     bool prune = false;
     bool rebuild = false;
+    bool confirm_removal = false;
     std::string vectors = "fp16";
     std::string ann = "auto";
   };
@@ -142,6 +143,9 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--json", options->json, "Print the summary as JSON");
   app->add_flag("--rebuild", options->rebuild,
                 "Re-embed every file, trusting nothing stored (e.g. after a damaged-store error)");
+  app->add_flag("--confirm-removal", options->confirm_removal,
+                "Allow a run to remove most or all of a folder's indexed files (refused "
+                "otherwise, as the sign of an unmounted drive)");
   app->add_option("--vectors", options->vectors,
                   "How new vectors are stored: fp16 (default), fp32 (exact) or int8")
       ->check(CLI::IsMember({"fp16", "fp32", "int8"}));
@@ -175,6 +179,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             store.set_vector_encoding(vector_encoding_from_string(options->vectors));
             IndexOptions index_options;
             index_options.rebuild = options->rebuild;
+            index_options.confirm_removal = options->confirm_removal;
             index_options.include_hidden = options->hidden;
             index_options.batch_size = options->batch_size;
             index_options.decode_workers = options->decode_workers;

@@ -286,8 +286,14 @@ def test_symlink_loop_sniffed_formats_and_non_images(run, tmp_path, shared):
     expected = {str(d / p) for p in ["a/plain.png", "a/no_extension", "a/wrong_ext.txt",
                                      "b/photo.jpeg", "b/photo.webp", "b/photo.bmp",
                                      "b/photo.gif", "b/photo.tif"]}
-    s = summary(run, d, "--model", "blip-base", timeout=60)
-    assert (s["found"], s["indexed"], s["failed"]) == (len(expected), len(expected), 0), s
+    # Files named like images that are not images are reported (exit 6); other non-images are
+    # ignored.
+    s = summary(run, d, "--model", "blip-base", timeout=60, expect=EXIT_PARTIAL)
+    assert (s["found"], s["indexed"], s["failed"]) == (len(expected) + 2, len(expected), 2), s
+    reasons = {f["path"]: f["reason"] for f in s["failures"]}
+    assert set(reasons) == {str(d / "b/empty.jpg"), str(d / "b/fake.png")}
+    assert "empty" in reasons[str(d / "b/empty.jpg")]
+    assert "not an image" in reasons[str(d / "b/fake.png")]
     assert indexed_paths(run, d) == expected
 
 

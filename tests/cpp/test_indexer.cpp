@@ -181,9 +181,63 @@ TEST(IndexPlan, SortsFilesIntoUnchangedReuseEmbedDuplicatesAndVanished) {
   EXPECT_EQ(plan.embed[1].info.captions, (Names{"new caption"}));
   EXPECT_EQ(plan.embed[1].english, (Names{""}));
 
-  const std::vector<FileState> vanished = vanished_files(store.listings);
-  ASSERT_EQ(vanished.size(), 1u);
-  EXPECT_EQ(vanished[0].path, normalize_index_path(root / "renamed-old.png"));
+  const RemovalPlan removals = plan_removals(scan, store.listings);
+  ASSERT_EQ(removals.remove.size(), 1u);
+  EXPECT_EQ(removals.remove[0].path, normalize_index_path(root / "renamed-old.png"));
+  EXPECT_TRUE(removals.unverifiable.empty());
+}
+
+// A stored file leaves when it is gone or no longer yielded by the walk (not an image now,
+// hidden now); it stays when the walk lists it, reports it as a failure, or could not read its
+// folder.
+TEST(IndexPlan, RemovalsCoverGoneAndExcludedFilesButNotUnreadableFolders) {
+  const fs::path root = fresh_dir("plan-removals");
+  write_image(root / "kept.png", 1);
+  write_file(root / "was-an-image.png", "now some text");
+  write_image(root / ".hidden" / "h.png", 2);
+  write_file(root / "notes.txt", "not an image, not named like one");
+  FakeStore store;
+  for (const char* name : {"kept.png", "was-an-image.png", ".hidden/h.png", "gone.png"}) {
+    FileState state;
+    state.path = normalize_index_path(root / name);
+    state.size = 1;
+    store.add(stored_record(state, "", {}));
+  }
+  FolderScan scan = scan_folder(root, false);
+  ASSERT_EQ(scan.failures.size(), 1u);  // was-an-image.png is named like an image
+  EXPECT_NE(scan.failures[0].reason.find("not an image"), std::string::npos);
+  EXPECT_EQ(scan.failures[0].path, normalize_index_path(root / "was-an-image.png"));
+  RemovalPlan removals = plan_removals(scan, store.listings);
+  Names removed;
+  for (const auto& state : removals.remove) removed.push_back(fs::path(state.path).filename());
+  EXPECT_EQ(removed, (Names{"h.png", "gone.png"}));
+
+  // The hidden folder, unreadable now: what is stored under it stays.
+  scan.unreadable_folders.push_back(normalize_index_path(root / ".hidden"));
+  removals = plan_removals(scan, store.listings);
+  ASSERT_EQ(removals.remove.size(), 1u);
+  EXPECT_EQ(fs::path(removals.remove[0].path).filename(), "gone.png");
+}
+
+TEST(IndexPlan, RemovingMostOfAFolderIsRefusedUnlessConfirmed) {
+  const fs::path root = fresh_dir("plan-mass-removal");
+  FolderScan empty = scan_folder(root, false);  // an empty mount point
+  EXPECT_THROW(check_removal_share(empty, 3, 3, false), Error);
+  EXPECT_NO_THROW(check_removal_share(empty, 3, 3, true));
+  try {
+    check_removal_share(empty, 3, 3, false);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_NE(std::string(e.what()).find("--confirm-removal"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("mounted"), std::string::npos);
+  }
+  write_image(root / "one.png", 1);
+  const FolderScan one = scan_folder(root, false);
+  EXPECT_NO_THROW(check_removal_share(one, 3, 2, false));    // a few photos deleted
+  EXPECT_NO_THROW(check_removal_share(one, 40, 12, false));  // under half
+  EXPECT_THROW(check_removal_share(one, 40, 21, false), Error);
+  EXPECT_NO_THROW(check_removal_share(one, 12, 9, false));  // under the minimum
+  EXPECT_NO_THROW(check_removal_share(empty, 0, 0, false));
 }
 
 TEST(IndexPlan, ATranslationChangeMakesAFileChangedAndAVanishedFileAFailure) {
