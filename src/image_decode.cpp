@@ -516,7 +516,7 @@ bool has_image_extension(const std::filesystem::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  static const char* const kExtensions[] = {".jpg", ".jpeg", ".jpe", ".png", ".gif",
+  static const char* const kExtensions[] = {".jpg", ".jpeg", ".jpe",  ".png", ".gif",
                                             ".bmp", ".tif",  ".tiff", ".webp"};
   return std::any_of(std::begin(kExtensions), std::end(kExtensions),
                      [&](const char* known) { return ext == known; });

@@ -180,8 +180,8 @@ RemovalPlan plan_removals(const FolderScan& scan, const std::vector<FileListing>
     std::error_code ec;
     (void)fs::symlink_status(path, ec);
     if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
-      plan.unverifiable.push_back(path + ": cannot check whether it still exists (" +
-                                  ec.message() + "); its vectors are kept");
+      plan.unverifiable.push_back(path + ": cannot check whether it still exists (" + ec.message() +
+                                  "); its vectors are kept");
       continue;
     }
     plan.remove.push_back(listing.state);

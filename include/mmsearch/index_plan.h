@@ -45,8 +45,8 @@ struct FolderImage {
 };
 
 struct FolderScan {
-  std::filesystem::path root;         // normalize_index_path() form
-  std::vector<FolderImage> images;    // sorted by path
+  std::filesystem::path root;          // normalize_index_path() form
+  std::vector<FolderImage> images;     // sorted by path
   std::vector<IndexFailure> failures;  // image-named files that are not images, unreadable files
   std::vector<std::filesystem::path> unreadable_folders;  // normalize_index_path() form
   std::vector<std::string> warnings;  // captions-file rows skipped, unreadable folders...
