@@ -21,6 +21,12 @@ namespace {
 // reader behind every file hash, so all of them report an unreadable file the same way.
 void for_each_file_block(const std::filesystem::path& path,
                          const std::function<void(const char*, std::size_t)>& consume) {
+  // A FIFO or device would block or never end.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!ec && !std::filesystem::is_regular_file(status)) {
+    throw Error(ErrorKind::kInput, path.string() + ": not a regular file, so it is not read");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw Error(ErrorKind::kInput, path.string() + ": cannot open: " + std::strerror(errno));

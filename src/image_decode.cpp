@@ -20,6 +20,7 @@
 // clang-format on
 #include <fcntl.h>
 #include <png.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +28,6 @@
 #include <cerrno>
 #include <csetjmp>
 #include <cstring>
-#include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <vector>
@@ -51,7 +51,7 @@ void check_dimensions(std::int64_t width, std::int64_t height, const std::string
     fail(name, "image is " + std::to_string(width) + "x" + std::to_string(height) + " = " +
                    std::to_string(width * height) + " pixels, above the limit of " +
                    std::to_string(options.max_pixels) +
-                   " (decompression-bomb guard; raise max_pixels to allow it)");
+                   " (decompression-bomb guard; raise it with --max-pixels)");
   }
   // Buffers are indexed with int widths elsewhere.
   if (width > (1 << 24) || height > (1 << 24)) fail(name, "image side above 16777216 pixels");
@@ -502,13 +502,51 @@ RgbImage decode_image_from_memory(const std::uint8_t* data, std::size_t size,
   return image;
 }
 
+std::int64_t max_image_file_bytes(const DecodeOptions& options) {
+  // Even uncompressed RGBA stays within 4 bytes a pixel, plus headers and metadata.
+  return std::max<std::int64_t>(std::int64_t{64} << 20, 4 * options.max_pixels + (1 << 20));
+}
+
 RgbImage decode_image(const std::filesystem::path& path, const DecodeOptions& options) {
   const std::string name = path.string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(name, std::string("cannot open: ") + std::strerror(errno));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                  std::istreambuf_iterator<char>());
-  if (in.bad()) fail(name, "read error");
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) fail(name, std::string("cannot open: ") + std::strerror(errno));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail(name, std::string("cannot stat: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail(name, "is a folder, not an image file");
+  if (!S_ISREG(st.st_mode)) {
+    fail(name, "is not a regular file (a pipe, socket or device), so it is not read");
+  }
+  const std::int64_t limit = max_image_file_bytes(options);
+  if (st.st_size > limit) {
+    fail(name, "file is " + std::to_string(st.st_size) + " bytes, more than an image of at most " +
+                   std::to_string(options.max_pixels) + " pixels can take (" +
+                   std::to_string(limit) + "); raise --max-pixels to allow it");
+  }
+  // Sized by fstat, but read to the end within the limit: the file may change meanwhile.
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  for (;;) {
+    if (got == bytes.size()) {
+      if (static_cast<std::int64_t>(bytes.size()) >= limit) {
+        std::uint8_t extra = 0;
+        if (::read(fd, &extra, 1) > 0) fail(name, "file grew past the size limit while read");
+        break;
+      }
+      bytes.resize(std::min<std::size_t>(static_cast<std::size_t>(limit), bytes.size() + 65536));
+    }
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(name, std::string("read error: ") + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  bytes.resize(got);
   return decode_image_from_memory(bytes.data(), bytes.size(), name, options);
 }
 
@@ -541,12 +579,7 @@ ImageSniff sniff_image_file(const std::filesystem::path& path) {
 }
 
 bool looks_like_image(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::uint8_t head[18] = {};
-  in.read(reinterpret_cast<char*>(head), sizeof(head));
-  return image_detail::sniff_format(head, static_cast<std::size_t>(in.gcount())) !=
-         ImageFormat::kUnknown;
+  return sniff_image_file(path).kind == ImageSniff::Kind::kImage;
 }
 
 }  // namespace mmsearch

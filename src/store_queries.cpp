@@ -44,8 +44,8 @@ void IndexStore::Impl::read_captions_and_vectors(std::int64_t file_id, IndexedFi
     v.caption_index = static_cast<int>(vectors.int64(1));
     v.rows = static_cast<int>(vectors.int64(2));
     v.cols = static_cast<int>(vectors.int64(3));
-    const std::size_t n = static_cast<std::size_t>(v.rows) * v.cols;
-    if (vectors.bytes(4) != n * sizeof(float)) {
+    const std::size_t n = static_cast<std::size_t>(std::max(v.rows, 0)) * std::max(v.cols, 0);
+    if (v.rows < 0 || v.cols < 0 || vectors.bytes(4) != n * sizeof(float)) {
       throw Error(ErrorKind::kIndex, s.where("vectors of " + file.state.path + " are corrupt"));
     }
     v.values.resize(n);
@@ -217,12 +217,15 @@ LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
     const int rows = static_cast<int>(q.int64(6));
     const int cols = static_cast<int>(q.int64(7));
     const std::string path = q.text(1);
+    // Checked before anything is sized by them: a damaged rows or cols must not allocate.
+    const std::size_t n = static_cast<std::size_t>(std::max(rows, 0)) * std::max(cols, 0);
+    if (rows <= 0 || cols <= 0 || q.bytes(8) != n * sizeof(float)) {
+      throw Error(ErrorKind::kIndex, s.where("vectors of " + path + " are corrupt"));
+    }
     if (e.count == 0) {
       e.vectors_per_item = rows;
       e.dim = cols;
-      if (rows > 0 && cols > 0) {
-        e.values.reserve(static_cast<std::size_t>(expected_rows) * rows * cols);
-      }
+      e.values.reserve(static_cast<std::size_t>(expected_rows) * n);
     } else if (rows != e.vectors_per_item || cols != e.dim) {
       throw Error(ErrorKind::kIndex,
                   s.where(kind_name + " vectors of " + path + " are " + std::to_string(rows) +
@@ -230,10 +233,6 @@ LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
                           std::to_string(e.vectors_per_item) + " x " + std::to_string(e.dim) +
                           " (vectors of one model must agree in shape; re-indexing the "
                           "folder rewrites them)"));
-    }
-    const std::size_t n = static_cast<std::size_t>(rows) * cols;
-    if (rows <= 0 || cols <= 0 || q.bytes(8) != n * sizeof(float)) {
-      throw Error(ErrorKind::kIndex, s.where("vectors of " + path + " are corrupt"));
     }
     // memcpy, not a float* cast: SQLite does not promise aligned blobs.
     const std::size_t offset = e.values.size();

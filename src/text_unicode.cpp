@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "mmsearch/error.h"
+#include "mmsearch/text.h"
 
 namespace mmsearch::text_unicode {
 namespace {
@@ -228,3 +229,27 @@ std::u32string decompose_canonical(std::u32string_view text) {
 }
 
 }  // namespace mmsearch::text_unicode
+
+namespace mmsearch {
+
+bool is_valid_utf8(std::string_view text, std::size_t* bad_offset) {
+  // ICU walks int32 offsets, as decode_utf8 does; nothing checked here comes near 2 GiB.
+  if (text.size() > static_cast<std::size_t>(INT32_MAX)) {
+    if (bad_offset) *bad_offset = static_cast<std::size_t>(INT32_MAX);
+    return false;
+  }
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(text.data());
+  const auto length = static_cast<std::int32_t>(text.size());
+  for (std::int32_t offset = 0; offset < length;) {
+    const std::int32_t start = offset;
+    UChar32 c;
+    U8_NEXT(bytes, offset, length, c);
+    if (c < 0) {
+      if (bad_offset) *bad_offset = static_cast<std::size_t>(start);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace mmsearch

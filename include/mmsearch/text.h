@@ -19,6 +19,11 @@ namespace mmsearch {
 // Error(kUsage) (0 keeps nothing, as LAVIS's slice [:0] does).
 std::string pre_caption(std::string_view caption, int max_words = 50);
 
+// Whether `text` is well-formed UTF-8; otherwise `bad_offset` (when given) gets the byte
+// offset of the first ill-formed sequence. For checking user input up front; text over 2 GiB
+// counts as ill-formed.
+bool is_valid_utf8(std::string_view text, std::size_t* bad_offset = nullptr);
+
 struct TokenizerOptions {
   bool lowercase = true;               // do_lower_case (character-wise lowercase + strip accents)
   bool tokenize_chinese_chars = true;  // split CJK ideographs into single characters

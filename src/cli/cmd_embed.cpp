@@ -73,7 +73,8 @@ Command register_embed(CLI::App& root, GlobalOptions& global) {
   app->add_option("--out,-o", options->out, "Write one .npy per output into this folder");
   app->add_flag("--no-exif-rotate", options->no_exif,
                 "Ignore EXIF orientation (strict LAVIS behaviour)");
-  app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
+  app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   app->add_option("--text-length", options->text_length,
                   "Truncate and pad texts to N tokens, as LAVIS's retrieval evaluation does "
                   "(35); default 0: no truncation, padded to the longest (extract_features)")

@@ -151,7 +151,8 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
       ->check(CLI::IsMember({"fp16", "fp32", "int8"}));
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
   add_ann_option(app, options->ann);
-  app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)");
+  app->add_option("--max-pixels", options->max_pixels, "Refuse larger images (bomb guard)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   add_translation_options(app, options->translation, "captions");
   app->add_flag("--prune", options->prune,
                 "Remove the vectors of every model whose bundle is no longer installed or was "

@@ -2,9 +2,11 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
@@ -12,6 +14,7 @@
 #include "mmsearch/index.h"
 #include "mmsearch/query.h"
 #include "mmsearch/render.h"
+#include "mmsearch/text.h"
 #include "translation_hook.h"
 
 namespace fs = std::filesystem;
@@ -123,6 +126,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
     bool json = false;
     bool paths = false;
     std::string montage;
+    bool montage_given = false;  // `--montage ''` is an error, not "no montage"
     bool no_exif = false;
     bool exact = false;
     std::int64_t max_rescored = 0;
@@ -149,7 +153,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
       ->check(CLI::Range(0, 1000));
   app->add_flag("--json", options->json, "Machine-readable results");
   app->add_flag("--paths", options->paths, "Only the result paths, one per line");
-  app->add_option("--montage", options->montage, "Also draw the query and results to this PNG");
+  app->add_option("--montage", options->montage, "Also draw the query and results to this PNG")
+      ->each([options](const std::string&) { options->montage_given = true; });
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
   app->add_flag("--exact", options->exact,
                 "Exact search: no approximate-search index, and re-score until the top k is "
@@ -168,13 +173,29 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         if (options->texts.empty() && options->images.empty()) {
           throw Error(ErrorKind::kUsage, "give at least one --text or --image");
         }
+        if (!std::isfinite(options->threshold) &&
+            options->threshold != -std::numeric_limits<float>::infinity()) {
+          throw Error(ErrorKind::kUsage, "--threshold: must be a finite number");
+        }
+        if (options->montage_given && options->montage.empty()) {
+          throw Error(ErrorKind::kUsage, "--montage: needs a file name for the PNG");
+        }
         if (options->json && options->paths) {
           throw Error(ErrorKind::kUsage, "--json and --paths exclude each other");
         }
         const bool combined = !options->texts.empty() && !options->images.empty();
         std::vector<QueryTerm> terms;
         for (const auto& text : options->texts) {
+          std::size_t bad = 0;
+          if (!is_valid_utf8(text, &bad)) {
+            throw Error(ErrorKind::kUsage, "--text: not valid UTF-8 (ill-formed byte at offset " +
+                                               std::to_string(bad) + "); pass UTF-8 text");
+          }
           const ParsedTerm parsed = parse_weighted_term(text);
+          if (parsed.text.find_first_not_of(" \t\r\n\v\f") == std::string::npos) {
+            throw Error(ErrorKind::kUsage,
+                        "--text: empty or blank; give words to search for, or leave --text out");
+          }
           terms.push_back({QueryTerm::Kind::kText, parsed.text,
                            parsed.weight * (combined ? options->text_weight : 1.0f)});
         }

@@ -44,7 +44,7 @@ void add_global_options(CLI::App* app, GlobalOptions& global) {
   group->add_option("--models", global.models_dir,
                     "Folder of model bundles (searched before $MMSEARCH_MODELS and ./models)");
   group->add_option("--threads", global.threads, "Cores mmsearch may use (default: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 4096));
   group
       ->add_option("--dtype", global.dtype,
                    "Inference precision: auto (default: bf16 where the CPU has native bf16, "

@@ -272,3 +272,21 @@ TEST(StoreSchema, AFailedMigrationStepLeavesNoTrace) {
   EXPECT_EQ(store.schema_version(), IndexStore::kSchemaVersion);
   expect_v1_rows_intact(store);
 }
+
+// A damaged rows or cols in a stored vector block is a corrupt store (Error kIndex), found
+// before anything is sized by it: rows = 2^31 - 1 once made load_vectors allocate terabytes.
+TEST(StoreSchema, DamagedVectorShapesAreCorruptNotAnAllocation) {
+  for (const char* damage : {"UPDATE vectors SET rows = 2147483647 WHERE file_id = 1",
+                             "UPDATE vectors SET cols = 2147483647 WHERE file_id = 1",
+                             "UPDATE vectors SET rows = -5 WHERE file_id = 2",
+                             "UPDATE vectors SET rows = 0 WHERE file_id = 1"}) {
+    SCOPED_TRACE(damage);
+    const fs::path path = released_v1_store("damaged-shape", false);
+    exec(path, damage);
+    IndexStore store(path, IndexStore::Mode::kReadOnly);
+    const auto [kind, message] =
+        test_support::error_of([&] { store.load_vectors("blip@1", "/p", VectorKind::kImageProj); });
+    EXPECT_EQ(kind, ErrorKind::kIndex);
+    EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
+  }
+}
