@@ -18,7 +18,17 @@ std::filesystem::path default_data_dir() {
     if (!p.is_absolute()) return std::nullopt;
     return p;
   };
-  if (auto home = absolute_env("MMSEARCH_HOME")) return *home;
+  // MMSEARCH_HOME is ours, not XDG's: a relative value means the folder it names from here,
+  // never a silent fallback to another store.
+  if (const char* home = std::getenv("MMSEARCH_HOME"); home && *home) {
+    std::error_code ec;
+    const fs::path absolute = fs::absolute(home, ec);
+    if (ec) {
+      throw Error(ErrorKind::kUsage, std::string("MMSEARCH_HOME='") + home +
+                                         "' cannot be made absolute: " + ec.message());
+    }
+    return absolute.lexically_normal();
+  }
   if (auto xdg = absolute_env("XDG_DATA_HOME")) return *xdg / "mmsearch";
   if (auto home = absolute_env("HOME")) return *home / ".local" / "share" / "mmsearch";
   throw Error(ErrorKind::kUsage,

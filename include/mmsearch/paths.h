@@ -7,9 +7,10 @@
 
 namespace mmsearch {
 
-// The per-user data folder: $MMSEARCH_HOME if set and non-empty, else $XDG_DATA_HOME/mmsearch,
-// else $HOME/.local/share/mmsearch. Does not create it. Throws Error(kUsage) when none of the
-// variables is usable (relative values are ignored, as the XDG spec says).
+// The per-user data folder: $MMSEARCH_HOME if set and non-empty (a relative value is taken
+// from the current folder), else $XDG_DATA_HOME/mmsearch, else $HOME/.local/share/mmsearch.
+// Does not create it. Throws Error(kUsage) when none of the variables is usable (relative
+// XDG_DATA_HOME and HOME are ignored, as the XDG spec says).
 std::filesystem::path default_data_dir();
 // default_data_dir() / "index.sqlite3".
 std::filesystem::path default_index_path();

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
@@ -147,7 +148,7 @@ int run_recall(const IndexStore& store, const std::string& model_id, VectorKind 
       j["rows"].push_back(
           {{"nprobe", r.nprobe}, {"recall", r.recall / used}, {"ms", r.ann_ms / used}});
     }
-    std::cout << j.dump(2) << "\n";
+    std::cout << json_text(j) << "\n";
     return kExitOk;
   }
   std::printf("%lld queries from %s; recall@%lld against exact search (%.1f ms per query)\n",
@@ -198,7 +199,7 @@ int run_ann(const GlobalOptions& global, const AnnArgs& args) {
   if (args.json) {
     nlohmann::json j = {{"model_id", model_id}, {"index", info_json(info)}};
     j["seconds"] = ms_since(started) / 1000.0;
-    std::cout << j.dump(2) << "\n";
+    std::cout << json_text(j) << "\n";
   } else {
     print_info(model_id, info);
     std::printf("built in %.1f s\n", ms_since(started) / 1000.0);

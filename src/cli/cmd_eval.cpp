@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/error.h"
 #include "mmsearch/eval.h"
 #include "mmsearch/index.h"
@@ -116,7 +117,7 @@ Command register_eval(CLI::App& root, GlobalOptions& global) {
             for (const auto& model : models)
               reports.push_back(evaluate_model(global, model, dir, store, options->eval));
             if (options->json) {
-              std::cout << reports.dump(2) << "\n";
+              std::cout << json_text(reports) << "\n";
               return kExitOk;
             }
             std::printf("%-18s %6s %6s  %-20s  %-20s  %s\n", "MODEL", "IMAGES", "CAPS",

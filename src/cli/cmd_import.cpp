@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/vector_import.h"
 #include "progress.h"
 
@@ -69,7 +70,7 @@ int run_import(const GlobalOptions& global, const ImportArgs& args) {
   if (args.json) {
     nlohmann::json j = import_json(folder, summary, args.dry_run);
     j["ann_built"] = ann_json(ann);
-    std::cout << j.dump(2) << "\n";
+    std::cout << json_text(j) << "\n";
   } else {
     std::printf("%s %lld items, %lld captions with %s%s (%.1f s, %.0f items/s)\n",
                 args.dry_run ? "checked" : "imported", static_cast<long long>(summary.items),

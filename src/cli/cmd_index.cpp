@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/indexer.h"
@@ -21,7 +22,7 @@ namespace mmsearch::cli {
 
 nlohmann::json summary_json(const IndexSummary& summary) {
   nlohmann::json j;
-  j["root"] = summary.root;
+  put_path(j, "root", summary.root);
   j["model"] = summary.model_id;
   j["found"] = summary.found;
   j["indexed"] = summary.indexed;
@@ -47,8 +48,11 @@ nlohmann::json summary_json(const IndexSummary& summary) {
                  {"embedded_items", t.items},
                  {"batches", t.batches}};
   j["failures"] = nlohmann::json::array();
-  for (const auto& f : summary.failures)
-    j["failures"].push_back({{"path", f.path}, {"reason", f.reason}});
+  for (const auto& f : summary.failures) {
+    nlohmann::json failure = {{"reason", f.reason}};
+    put_path(failure, "path", f.path);
+    j["failures"].push_back(failure);
+  }
   j["warnings"] = summary.warnings;
   return j;
 }
@@ -163,7 +167,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
               if (!options->prune) throw Error(ErrorKind::kUsage, "give the folder to index");
               const PruneReport report = prune(global);
               if (options->json) {
-                std::cout << prune_json(report).dump(2) << "\n";
+                std::cout << json_text(prune_json(report)) << "\n";
               } else {
                 print_prune(report);
               }
@@ -215,7 +219,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
               j["dtype"] = global.dtype;
               j["ann_built"] = ann_json(ann);
               if (pruned) j["prune"] = prune_json(*pruned);
-              std::cout << j.dump(2) << "\n";
+              std::cout << json_text(j) << "\n";
             } else {
               std::printf(
                   "%s with %s: %lld found, %lld indexed, %lld reused, %lld unchanged, "

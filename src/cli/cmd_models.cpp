@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/index.h"
 
 namespace mmsearch::cli {
@@ -87,7 +88,7 @@ Command register_models(CLI::App& root, GlobalOptions& global) {
               rows.push_back(row);
             }
             if (options->json) {
-              std::cout << rows.dump(2) << "\n";
+              std::cout << json_text(rows) << "\n";
               return kExitOk;
             }
             if (rows.empty()) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/query.h"
@@ -125,6 +126,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
     int rerank = 0;
     bool json = false;
     bool paths = false;
+    bool paths0 = false;
     std::string montage;
     bool montage_given = false;  // `--montage ''` is an error, not "no montage"
     bool no_exif = false;
@@ -153,6 +155,9 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
       ->check(CLI::Range(0, 1000));
   app->add_flag("--json", options->json, "Machine-readable results");
   app->add_flag("--paths", options->paths, "Only the result paths, one per line");
+  app->add_flag("--paths0", options->paths0,
+                "Only the result paths, each ended by a NUL byte (for xargs -0; safe for any "
+                "file name)");
   app->add_option("--montage", options->montage, "Also draw the query and results to this PNG")
       ->each([options](const std::string&) { options->montage_given = true; });
   app->add_flag("--no-exif-rotate", options->no_exif, "Ignore EXIF orientation (strict LAVIS)");
@@ -180,8 +185,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         if (options->montage_given && options->montage.empty()) {
           throw Error(ErrorKind::kUsage, "--montage: needs a file name for the PNG");
         }
-        if (options->json && options->paths) {
-          throw Error(ErrorKind::kUsage, "--json and --paths exclude each other");
+        if (options->json + options->paths + options->paths0 > 1) {
+          throw Error(ErrorKind::kUsage, "--json, --paths and --paths0 exclude each other");
         }
         const bool combined = !options->texts.empty() && !options->images.empty();
         std::vector<QueryTerm> terms;
@@ -274,15 +279,18 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           write_montage(options->montage, terms, originals, result, encoder->manifest().name,
                         query.against, query.decode);
         }
-        if (options->paths) {
-          for (const auto& hit : result.hits) std::cout << hit.path << "\n";
+        if (options->paths || options->paths0) {
+          // Bytes as stored; --paths0 ends each with NUL, for names holding a newline.
+          for (const auto& hit : result.hits) {
+            std::cout << hit.path << (options->paths0 ? '\0' : '\n');
+          }
           return kExitOk;
         }
         if (options->json) {
           nlohmann::json j;
           j["model"] = encoder->manifest().name;
           j["model_id"] = result.model_id;
-          j["scope"] = query.scope.string();
+          put_path(j, "scope", query.scope.string());
           j["against"] = to_string(query.against);
           j["searched"] = result.searched;
           j["rescored"] = result.rescored;
@@ -315,15 +323,15 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           for (const auto& hit : result.hits) {
             nlohmann::json h = {{"rank", hit.rank},
                                 {"score", hit.score},
-                                {"path", hit.path},
                                 {"caption", hit.caption},
                                 {"category", hit.category}};
+            put_path(h, "path", hit.path);
             if (!hit.caption_en.empty()) h["caption_en"] = hit.caption_en;
             if (hit.itm_score) h["itm"] = *hit.itm_score;
             if (hit.itc_score) h["itc"] = *hit.itc_score;
             j["results"].push_back(h);
           }
-          std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+          std::cout << json_text(j) << "\n";
           return kExitOk;
         }
         if (result.hits.empty()) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 #include "mmsearch/render.h"
@@ -174,7 +175,7 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
               {"seed", options->seed},
               {"stratified_by", "category"},
               {"matrices", matrices}};
-          std::cout << summary.dump(2) << "\n";
+          std::cout << json_text(summary) << "\n";
         }
         return kExitOk;
       }};

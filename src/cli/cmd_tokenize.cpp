@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/error.h"
 #include "mmsearch/text.h"
 
@@ -59,8 +60,7 @@ Command register_tokenize(CLI::App& root, GlobalOptions& global) {
               line["tokens"] = encoding.tokens;
               line["ids"] = encoding.ids;
               line["mask"] = encoding.mask;
-              std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                        << "\n";
+              std::cout << json_text(line, -1) << "\n";
             }
             return kExitOk;
           }};

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "json_output.h"
 #include "mmsearch/error.h"
 #include "mmsearch/translate.h"
 
@@ -77,8 +78,7 @@ Command register_translate(CLI::App& root, GlobalOptions& global) {
                 line["score"] = r.score;
                 line["truncated"] = r.truncated;
                 if (!r.warning.empty()) line["warning"] = r.warning;
-                std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                          << "\n";
+                std::cout << json_text(line, -1) << "\n";
               } else {
                 std::cout << r.text << "\n";
               }

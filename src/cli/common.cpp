@@ -128,7 +128,18 @@ std::string default_model_name(const std::vector<BundleListing>& listings) {
 
 Bundle open_bundle(const GlobalOptions& global, const std::string& name) {
   const std::string chosen = name.empty() ? default_model_name(global) : name;
-  Bundle bundle = find_bundle(chosen, model_search_path(global.models_dir));
+  const char* env = std::getenv("MMSEARCH_DEFAULT_MODEL");
+  const bool from_environment = name.empty() && env && *env;
+  Bundle bundle = [&] {
+    try {
+      return find_bundle(chosen, model_search_path(global.models_dir));
+    } catch (const Error& e) {
+      if (!from_environment || e.kind() != ErrorKind::kModel) throw;
+      throw Error(ErrorKind::kModel, std::string(e.what()) +
+                                         " (the name came from $MMSEARCH_DEFAULT_MODEL; fix or "
+                                         "unset it, or pass --model)");
+    }
+  }();
   if (!global.no_verify) bundle.verify_files(default_verify_cache());
   spdlog::debug("model {} from {}", bundle.manifest().name, bundle.dir().string());
   return bundle;

@@ -171,3 +171,24 @@ def _check_unreadable(run, prefix, tmp_path):
         (photos / "red_0.png").chmod(0o666)
     kept = {Path(p).name for p in indexed_paths(run.__class__(run.binary, home, models), photos)}
     assert {"stripes_3.png", "blue_4.png"} <= kept
+
+
+def test_paths_that_are_not_utf8_survive_json_and_paths0(run, tmp_path):
+    photos = tmp_path / "photos"
+    odd = Path(os.fsdecode(bytes(photos) + b"/caf\xe9"))
+    save_image(odd / os.fsdecode(b"p\xe9.png"), "red", seed=1)
+    save_image(photos / "line\nbreak.png", "checker", seed=2)
+    s = summary(run, photos, "--model", "blip-base")
+    assert s["indexed"] == 2
+    out = json.loads(run("query", "--text", "x", "--in", photos, "--model", "blip-base",
+                         "--json", check=EXIT_OK).stdout)
+    import base64
+    exact = {base64.b64decode(r["path_bytes"]) if "path_bytes" in r else r["path"].encode()
+             for r in out["results"]}
+    assert exact == {bytes(photos) + b"/caf\xe9/p\xe9.png", bytes(photos) + b"/line\nbreak.png"}
+    argv = [str(run.binary), "--models", str(run.models), "query", "--text", "x", "--in",
+            str(photos), "--model", "blip-base", "--paths0"]
+    env = dict(os.environ, MMSEARCH_HOME=str(run.home), OMP_NUM_THREADS="1",
+               MMSEARCH_DTYPE="fp32")
+    raw = subprocess.run(argv, capture_output=True, env=env, timeout=60, check=True).stdout
+    assert set(raw.split(b"\0")[:-1]) == exact and raw.endswith(b"\0")

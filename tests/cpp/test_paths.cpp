@@ -35,6 +35,9 @@ TEST(StorePaths, EnvironmentOrder) {
   EXPECT_EQ(default_data_dir(), fs::path("/data/mmsearch"));
   setenv("MMSEARCH_HOME", "/mm", 1);
   EXPECT_EQ(default_index_path(), fs::path("/mm/index.sqlite3"));
+  // A relative MMSEARCH_HOME names a folder from the current one, never another store.
+  setenv("MMSEARCH_HOME", "rel/store", 1);
+  EXPECT_EQ(default_data_dir(), (fs::current_path() / "rel/store").lexically_normal());
   setenv("MMSEARCH_HOME", "", 1);  // empty counts as unset
   EXPECT_EQ(default_data_dir(), fs::path("/data/mmsearch"));
   setenv("HOME", "relative", 1);
