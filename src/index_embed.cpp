@@ -67,13 +67,15 @@ std::vector<Prepared> prepare_batch(const Encoder& encoder, const std::vector<co
 // The records of the decoded files of one batch: their image, caption and multimodal vectors.
 std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const FileJob*>& jobs,
                                      const std::vector<torch::Tensor>& pixels,
-                                     EmbedTiming& timing) {
+                                     std::size_t text_chunk, EmbedTiming& timing) {
   const Manifest& manifest = encoder.manifest();
   auto started = Clock::now();
   const ImageOutputs image = encoder.encode_image(torch::stack(pixels));
   timing.image_forward_seconds += seconds_since(started);
 
-  // Every caption of the batch in one text pass and one multimodal pass.
+  // The batch's captions go through the text and multimodal passes in chunks of at most
+  // text_chunk: the multimodal pass copies its image's vision tokens for every caption, so one
+  // image with many captions would otherwise need memory in proportion to all of them.
   std::vector<std::string> texts;
   std::vector<std::int64_t> text_owner;  // row in jobs
   std::vector<int> text_index;           // caption index within its file
@@ -83,18 +85,6 @@ std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const F
       text_owner.push_back(static_cast<std::int64_t>(j));
       text_index.push_back(static_cast<int>(c));
     }
-  }
-  TextOutputs text;
-  MultimodalOutputs multimodal;
-  if (!texts.empty()) {
-    const TextBatch tokens = encoder.tokenize(texts, manifest.text.max_tokens);
-    started = Clock::now();
-    text = encoder.encode_text(tokens);
-    timing.text_forward_seconds += seconds_since(started);
-    const torch::Tensor owners = torch::tensor(text_owner, torch::kInt64);
-    started = Clock::now();
-    multimodal = encoder.encode_multimodal(image.vision_tokens.index_select(0, owners), tokens);
-    timing.multimodal_forward_seconds += seconds_since(started);
   }
 
   std::vector<IndexedFile> records(jobs.size());
@@ -110,13 +100,28 @@ std::vector<IndexedFile> embed_batch(Encoder& encoder, const std::vector<const F
     record.vectors.push_back(
         summary_vectors(manifest, image.image_embeds, row, VectorKind::kImageEmbed, -1));
   }
-  for (std::size_t t = 0; t < texts.size(); ++t) {
-    IndexedFile& record = records[text_owner[t]];
-    const int row = static_cast<int>(t);
-    record.vectors.push_back(tensor_rows(text.text_embeds_proj[row].slice(0, 0, 1),
-                                         VectorKind::kTextProj, text_index[t]));
-    record.vectors.push_back(summary_vectors(manifest, multimodal.multimodal_embeds, row,
-                                             VectorKind::kMultimodal, text_index[t]));
+  for (std::size_t begin = 0; begin < texts.size(); begin += text_chunk) {
+    const std::size_t end = std::min(texts.size(), begin + text_chunk);
+    const std::vector<std::string> chunk(texts.begin() + begin, texts.begin() + end);
+    const std::vector<std::int64_t> owner_rows(text_owner.begin() + begin,
+                                               text_owner.begin() + end);
+    const TextBatch tokens = encoder.tokenize(chunk, manifest.text.max_tokens);
+    started = Clock::now();
+    const TextOutputs text = encoder.encode_text(tokens);
+    timing.text_forward_seconds += seconds_since(started);
+    const torch::Tensor owners = torch::tensor(owner_rows, torch::kInt64);
+    started = Clock::now();
+    const MultimodalOutputs multimodal =
+        encoder.encode_multimodal(image.vision_tokens.index_select(0, owners), tokens);
+    timing.multimodal_forward_seconds += seconds_since(started);
+    for (std::size_t t = begin; t < end; ++t) {
+      IndexedFile& record = records[text_owner[t]];
+      const int row = static_cast<int>(t - begin);
+      record.vectors.push_back(tensor_rows(text.text_embeds_proj[row].slice(0, 0, 1),
+                                           VectorKind::kTextProj, text_index[t]));
+      record.vectors.push_back(summary_vectors(manifest, multimodal.multimodal_embeds, row,
+                                               VectorKind::kMultimodal, text_index[t]));
+    }
   }
   return records;
 }
@@ -191,7 +196,9 @@ void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const Embed
         out.failures.push_back({batches[b][i]->state.path, prepared[i].error});
       }
     }
-    if (!decoded.empty()) out.records = embed_batch(encoder, decoded, pixels, timing);
+    if (!decoded.empty()) {
+      out.records = embed_batch(encoder, decoded, pixels, batch_size, timing);
+    }
     const auto commit_started = Clock::now();
     on_batch(out);
     timing.commit_seconds += seconds_since(commit_started);

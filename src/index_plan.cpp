@@ -129,10 +129,11 @@ FolderWalk walk_folder(const fs::path& root, bool include_hidden) {
   return walk;
 }
 
-FolderScan scan_folder(const fs::path& root_in, bool include_hidden) {
+FolderScan scan_folder(const fs::path& root_in, bool include_hidden,
+                       const CaptionOptions& captions) {
   FolderScan scan;
   scan.root = normalize_index_path(root_in);
-  const CaptionTable table = read_caption_table(scan.root);
+  const CaptionTable table = read_caption_table(scan.root, captions);
   scan.warnings = table.warnings;
   FolderWalk walk = walk_folder(scan.root, include_hidden);
   scan.warnings.insert(scan.warnings.end(), walk.warnings.begin(), walk.warnings.end());

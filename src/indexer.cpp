@@ -55,7 +55,7 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
   const std::string model_id = encoder.bundle().identity();
 
   // Plan, first half: what the folder holds.
-  const FolderScan scan = scan_folder(root_in, options.include_hidden);
+  const FolderScan scan = scan_folder(root_in, options.include_hidden, options.captions);
   IndexSummary summary;
   summary.root = scan.root.string();
   summary.model_id = model_id;

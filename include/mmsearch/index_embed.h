@@ -56,7 +56,8 @@ struct EmbeddedBatch {
 };
 
 // Embeds the jobs' images and captions in batches of options.batch_size: one image pass, then
-// one text pass and one multimodal pass for all captions of the batch, while the next batch
+// text and multimodal passes over the batch's captions in chunks of at most batch_size (so a
+// file with thousands of captions stays bounded in memory), while the next batch
 // decodes on options.decode_workers threads. Calls on_batch once per batch, in order, on the
 // calling thread. Throws what the model (or on_batch) throws. Adds its times to *timing when
 // given.

@@ -55,7 +55,8 @@ struct FolderScan {
 // The images under root (normalised here) and their captions. An unreadable sidecar is a
 // warning: its image gets no captions but keeps the category its folder gives it. Throws
 // Error(kInput) for a malformed captions file.
-FolderScan scan_folder(const std::filesystem::path& root, bool include_hidden);
+FolderScan scan_folder(const std::filesystem::path& root, bool include_hidden,
+                       const CaptionOptions& captions = {});
 
 // Every caption of the scan in order, repeats included.
 std::vector<std::string> caption_texts(const FolderScan& scan);

@@ -78,6 +78,8 @@ struct IndexOptions {
   // Let a run remove most or all of a folder's indexed files (check_removal_share in
   // index_plan.h refuses that otherwise, as the sign of an unmounted drive).
   bool confirm_removal = false;
+  // How the captions file is read (index --lenient-captions: damaged rows become warnings).
+  CaptionOptions captions;
 };
 
 struct IndexSummary {

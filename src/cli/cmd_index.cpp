@@ -132,6 +132,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     bool prune = false;
     bool rebuild = false;
     bool confirm_removal = false;
+    bool lenient_captions = false;
     std::string vectors = "fp16";
     std::string ann = "auto";
   };
@@ -150,6 +151,9 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
   app->add_flag("--confirm-removal", options->confirm_removal,
                 "Allow a run to remove most or all of a folder's indexed files (refused "
                 "otherwise, as the sign of an unmounted drive)");
+  app->add_flag("--lenient-captions", options->lenient_captions,
+                "Skip damaged rows of the captions file (e.g. an unterminated quote) with a "
+                "warning, instead of stopping");
   app->add_option("--vectors", options->vectors,
                   "How new vectors are stored: fp16 (default), fp32 (exact) or int8")
       ->check(CLI::IsMember({"fp16", "fp32", "int8"}));
@@ -183,6 +187,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             IndexStore store(default_index_path());
             store.set_vector_encoding(vector_encoding_from_string(options->vectors));
             IndexOptions index_options;
+            index_options.captions.lenient = options->lenient_captions;
             index_options.rebuild = options->rebuild;
             index_options.confirm_removal = options->confirm_removal;
             index_options.include_hidden = options->hidden;

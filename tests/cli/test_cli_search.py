@@ -375,7 +375,8 @@ def test_captions_file_with_a_bad_row_warns_and_goes_on(run, tmp_path):
     (d / "captions.jsonl").write_text('{"file": "a.png", "caption": "fine"}\n'
                                       'this is not json\n'
                                       '{"file": "b.png", "caption": "also fine"}\n')
-    s = summary(run, d, "--model", "blip-base")
+    # Strict by default (test_cli_captions_strict.py); lenient warns and goes on.
+    s = summary(run, d, "--model", "blip-base", "--lenient-captions")
     assert (s["indexed"], s["failed"]) == (2, 0)
     assert any("captions.jsonl" in w and "2" in w for w in s["warnings"]), s["warnings"]
     out = query(run, "--in", d, "--model", "blip-base", "--against", "text", "--text", "x")

@@ -125,7 +125,7 @@ TEST(IndexPlan, ScanFindsImagesByContentWithCaptionsAndCategories) {
   EXPECT_EQ(scan.images[1].path.filename(), "a.png");
   EXPECT_EQ(scan.images[1].info.captions, (Names{"lasagne"}));
   EXPECT_EQ(scan.images[1].info.category, "pasta");
-  ASSERT_EQ(scan.warnings.size(), 1u);  // the short row
+  ASSERT_EQ(scan.warnings.size(), 2u);  // missing.png and the short row
   EXPECT_EQ(caption_texts(scan), (Names{"lasagne"}));
 
   EXPECT_EQ(scan_folder(root, /*include_hidden=*/true).images.size(), 3u);
