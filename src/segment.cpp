@@ -13,6 +13,7 @@
 
 #include "mmsearch/error.h"
 #include "segment_internal.h"
+#include "store_advice.h"
 #include "vector_kernels.h"
 
 namespace mmsearch {
@@ -51,14 +52,10 @@ std::int64_t scan_block_rows(std::uint64_t row_bytes) {
 [[noreturn]] void io_error(const fs::path& path, const std::string& what, int error) {
   std::string reason = std::strerror(error);
   if (error == ENOSPC || error == EDQUOT) {
-    reason = "disk full (" + reason +
-             "); free some space and run again: what was committed is kept, and an index run "
-             "resumes where it stopped";
+    reason = "disk full (" + reason + "); " + store_advice::kDiskFull;
   } else if (error == EROFS || error == EACCES || error == EPERM) {
-    reason +=
-        "; the index is not writable here: query and simmatrix still read it, but index "
-        "and eval need write access to " +
-        path.parent_path().string() + " (or MMSEARCH_HOME pointing elsewhere)";
+    reason += "; the index is not writable here: " +
+              store_advice::not_writable(path.parent_path().string());
   }
   throw Error(ErrorKind::kIndex,
               "cannot " + what + " vector segment " + path.string() + ": " + reason);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "mmsearch/error.h"
+#include "store_advice.h"
 
 namespace mmsearch::sqlite {
 namespace {
@@ -50,9 +51,7 @@ std::string error_message(sqlite3* db, int rc, const std::filesystem::path& path
   const int os_errno = db ? sqlite3_system_errno(db) : 0;
   if (rc == SQLITE_FULL || os_errno == ENOSPC || os_errno == EDQUOT) {
     return where + ": disk full (" + std::strerror(os_errno ? os_errno : ENOSPC) + ") in " +
-           folder_of(path) +
-           "; free some space and run again: what was committed is kept, and an index run "
-           "resumes where it stopped";
+           folder_of(path) + "; " + store_advice::kDiskFull;
   }
   std::string message = where + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   if (os_errno != 0 &&
@@ -62,11 +61,7 @@ std::string error_message(sqlite3* db, int rc, const std::filesystem::path& path
   if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
     message += " (the index is locked by another mmsearch process; try again when it ends)";
   } else if (rc == SQLITE_READONLY || os_errno == EROFS || os_errno == EACCES) {
-    message +=
-        "; the index is not writable here: query and simmatrix still read it, but index and eval "
-        "need "
-        "write access to " +
-        folder_of(path) + " (or MMSEARCH_HOME pointing elsewhere)";
+    message += "; the index is not writable here: " + store_advice::not_writable(folder_of(path));
   } else if (rc == SQLITE_CORRUPT && db) {
     message += "; " + damage_report(db);
   }

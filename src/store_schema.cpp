@@ -14,6 +14,7 @@
 
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
+#include "store_advice.h"
 
 namespace mmsearch::store_schema {
 namespace fs = std::filesystem;
@@ -425,11 +426,10 @@ OpenedDatabase open_database(const std::filesystem::path& path, bool read_only,
   }
   if ((rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) && !read_only && !folder_writable(path)) {
     const int why = errno;
-    throw Error(ErrorKind::kIndex,
-                "cannot write index " + path.string() + ": its folder is not writable (" +
-                    std::strerror(why) +
-                    "). query and simmatrix still read it; to index or eval, "
-                    "make the folder writable or set MMSEARCH_HOME to another folder");
+    throw Error(ErrorKind::kIndex, "cannot write index " + path.string() +
+                                       ": its folder is not writable (" + std::strerror(why) +
+                                       "); " +
+                                       store_advice::not_writable(path.parent_path().string()));
   }
   if (rc != SQLITE_OK) refuse_unreadable(db, path, rc);
   if (tables > 0 && application_id != kApplicationId) {
