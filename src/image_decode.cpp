@@ -55,6 +55,7 @@ void check_dimensions(std::int64_t width, std::int64_t height, const std::string
   }
   // Buffers are indexed with int widths elsewhere.
   if (width > (1 << 24) || height > (1 << 24)) fail(name, "image side above 16777216 pixels");
+  if (options.on_dimensions) options.on_dimensions(width, height);
 }
 
 ImageFormat sniff_format(const std::uint8_t* d, std::size_t n) {

@@ -9,7 +9,12 @@
 #include <optional>
 #include <thread>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "elapsed.h"
+#include "memory_budget.h"
 #include "mmsearch/error.h"
 
 namespace fs = std::filesystem;
@@ -30,31 +35,56 @@ StoredVectors tensor_rows(const torch::Tensor& rows, VectorKind kind, int captio
 
 using Clock = std::chrono::steady_clock;
 
+constexpr std::int64_t kTrimAfterBytes = std::int64_t{64} << 20;
+
 struct Prepared {
   std::optional<torch::Tensor> pixels;  // [3,S,S] when decoding succeeded
   std::string error;
 };
 
-Prepared prepare(const Encoder& encoder, const fs::path& path, const DecodeOptions& decode) {
+Prepared prepare(const Encoder& encoder, const fs::path& path, const DecodeOptions& decode,
+                 MemoryBudget& budget) {
   Prepared prepared;
+  MemoryBudget::Lease lease;  // held until the decoded image has become model-sized pixels
+  DecodeOptions options = decode;
+  // The file's bytes are read before its header: hold them first, then the header's estimate
+  // (which includes them) in their place. Released before waiting again, so no worker waits
+  // while holding.
+  std::error_code size_error;
+  const std::uintmax_t size = fs::file_size(path, size_error);
+  const std::int64_t file_bytes = size_error ? 0 : static_cast<std::int64_t>(size);
+  if (file_bytes > 0) lease = budget.acquire(file_bytes);
+  options.on_dimensions = [&](std::int64_t width, std::int64_t height) {
+    lease = MemoryBudget::Lease();
+    lease = budget.acquire(std::max(file_bytes, width * height * kDecodeBytesPerPixel));
+  };
   try {
-    prepared.pixels = encoder.preprocess_one(decode_image(path, decode));
+    prepared.pixels = encoder.preprocess_one(decode_image(path, options));
   } catch (const Error& e) {
     prepared.error = e.what();
   } catch (const std::exception& e) {
     prepared.error = path.string() + ": " + e.what();
   }
+#if defined(__GLIBC__)
+  // glibc keeps up to M_TRIM_THRESHOLD free in each thread's arena; after a large photo, hand
+  // it back so that idle workers do not each sit on one photo's worth of memory.
+  if (lease.bytes() >= kTrimAfterBytes) {
+    lease = MemoryBudget::Lease();
+    malloc_trim(0);
+  }
+#endif
   return prepared;
 }
 
-// Decodes a batch's images on `workers` threads.
+// Decodes a batch's images on `workers` threads, within `budget`.
 std::vector<Prepared> prepare_batch(const Encoder& encoder, const std::vector<const FileJob*>& jobs,
-                                    const DecodeOptions& decode, int workers) {
+                                    const DecodeOptions& decode, int workers,
+                                    MemoryBudget& budget) {
   std::vector<Prepared> prepared(jobs.size());
   std::atomic<std::size_t> next{0};
   auto work = [&] {
     for (std::size_t i = next++; i < jobs.size(); i = next++) {
-      prepared[i] = prepare(encoder, jobs[i]->path, decode);
+      prepared[i] = prepare(encoder, jobs[i]->path, decode, budget);
     }
   };
   std::vector<std::thread> threads;
@@ -172,9 +202,11 @@ void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const Embed
     }
     batches.push_back(std::move(batch));
   }
+  MemoryBudget decode_budget(options.decode_memory_bytes);
   auto launch = [&](std::size_t b) {
     return std::async(std::launch::async, [&, b] {
-      return prepare_batch(encoder, batches[b], options.decode, options.decode_workers);
+      return prepare_batch(encoder, batches[b], options.decode, options.decode_workers,
+                           decode_budget);
     });
   };
   std::future<std::vector<Prepared>> next;

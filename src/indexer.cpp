@@ -113,7 +113,8 @@ IndexSummary index_folder(Encoder& encoder, IndexStore& store, const fs::path& r
       commit_reused(plan.reuse, find_by_content, commit, batch_size * 8);
 
   // Embed and commit, one transaction per batch.
-  const EmbedOptions embed_options{options.batch_size, options.decode_workers, options.decode};
+  const EmbedOptions embed_options{options.batch_size, options.decode_workers,
+                                   options.decode_memory_bytes, options.decode};
   auto embed = [&](const std::vector<FileJob>& jobs) {
     if (jobs.empty()) return;
     if (summary.timing.batches == 0) {

@@ -16,6 +16,10 @@ namespace fs = std::filesystem;
 namespace mmsearch {
 namespace {
 
+// Candidates re-scored per vision + ITM pass by --rerank: about 2 MB of pixels and vision tokens
+// each at 384 px, whatever the size of the photos.
+constexpr std::size_t kRerankChunk = 16;
+
 Embeddings one_item(const torch::Tensor& rows) {
   const torch::Tensor t = rows.contiguous().to(torch::kFloat32);
   Embeddings e;
@@ -155,39 +159,51 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
 
   if (options.rerank > 0) {
     // LAVIS evaluation: the top candidates by ITC are re-scored as ITM logit + ITC similarity,
-    // reading the candidate images again (their vision tokens are not stored).
+    // reading the candidate images again (their vision tokens are not stored). Candidates go
+    // through the vision and ITM passes kRerankChunk at a time, and each photo is reduced to its
+    // model-sized pixels as soon as it is decoded, so memory does not grow with --rerank.
     started = std::chrono::steady_clock::now();
     const std::string& text = terms[*rerank_term].value;
-    std::vector<QueryHit> hits;
-    std::vector<RgbImage> images;
+    const TextBatch one = encoder.tokenize({text}, manifest.text.itm_max_tokens);
+    std::vector<QueryHit> hits, unreadable;
+    std::vector<torch::Tensor> pixels;
     std::vector<const SearchMatch*> decoded;
-    for (const SearchMatch& candidate : found.matches) {
-      try {
-        images.push_back(decode_image(candidate.owner.path, options.decode));
-        decoded.push_back(&candidate);
-      } catch (const Error&) {
-        // A photo that vanished or broke since indexing keeps its ITC rank below the others.
-      }
-    }
-    if (!images.empty()) {
-      const ImageOutputs image = encoder.encode_image(encoder.preprocess(images));
-      const TextBatch one = encoder.tokenize({text}, manifest.text.itm_max_tokens);
+    auto score_chunk = [&] {
+      if (decoded.empty()) return;
+      const auto count = static_cast<std::int64_t>(decoded.size());
+      const ImageOutputs image = encoder.encode_image(torch::stack(pixels));
       TextBatch pairs;
-      pairs.input_ids = one.input_ids.repeat({static_cast<std::int64_t>(images.size()), 1});
-      pairs.attention_mask =
-          one.attention_mask.repeat({static_cast<std::int64_t>(images.size()), 1});
+      pairs.input_ids = one.input_ids.repeat({count, 1});
+      pairs.attention_mask = one.attention_mask.repeat({count, 1});
       const MultimodalOutputs mm = encoder.encode_multimodal(image.vision_tokens, pairs);
-      for (std::size_t i = 0; i < decoded.size(); ++i) {
-        const float itm = mm.itm_logits[static_cast<std::int64_t>(i)][1].item<float>();
+      for (std::int64_t i = 0; i < count; ++i) {
+        const float itm = mm.itm_logits[i][1].item<float>();
         const float itc = decoded[i]->term_scores[*rerank_term];
         QueryHit hit = make_hit(*decoded[i], itm + itc);
         hit.itm_score = itm;
         hit.itc_score = itc;
         hits.push_back(std::move(hit));
       }
+      pixels.clear();
+      decoded.clear();
+    };
+    for (const SearchMatch& candidate : found.matches) {
+      try {
+        pixels.push_back(
+            encoder.preprocess_one(decode_image(candidate.owner.path, options.decode)));
+        decoded.push_back(&candidate);
+      } catch (const Error&) {
+        // A photo that vanished or broke since indexing cannot be re-scored: it keeps its ITC
+        // order, after every re-scored one.
+        unreadable.push_back(make_hit(candidate, candidate.term_scores[*rerank_term]));
+      }
+      if (decoded.size() == kRerankChunk) score_chunk();
     }
+    score_chunk();
     std::stable_sort(hits.begin(), hits.end(),
                      [](const QueryHit& a, const QueryHit& b) { return a.score > b.score; });
+    hits.insert(hits.end(), std::make_move_iterator(unreadable.begin()),
+                std::make_move_iterator(unreadable.end()));
     if (static_cast<std::int64_t>(hits.size()) > options.k) hits.resize(options.k);
     result.hits = std::move(hits);
     phases.rerank_ms = ms_since(started);

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct DecodeOptions {
   // that vectors equal LAVIS's; false keeps the high byte instead (value >> 8, what Pillow does
   // for every other 16-bit PNG layout and closer to what a viewer shows).
   bool pillow_clip_16bit_grey = true;
+  // Called with the header's dimensions once the bomb guard has passed and before any pixel
+  // buffer exists (GIF: again for the canvas); may block, which is how `index` keeps its
+  // concurrent decodes within --decode-memory.
+  std::function<void(std::int64_t width, std::int64_t height)> on_dimensions;
 };
 
 // Decodes JPEG, PNG (8/16 bit, grey, palette, alpha), WebP, BMP, TIFF and GIF (first frame) to

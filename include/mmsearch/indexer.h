@@ -59,6 +59,7 @@ struct IndexOptions {
   bool include_hidden = false;  // descend into folders and files whose name starts with '.'
   int batch_size = 16;          // images per model call and per committed transaction
   int decode_workers = 1;       // threads decoding ahead of the model
+  std::int64_t decode_memory_bytes = kDefaultDecodeMemoryBytes;  // see EmbedOptions
   DecodeOptions decode;
   std::function<void(const IndexProgress&)> on_progress;  // called from the indexing thread
   // Called for every file that fails (path, reason), as it happens, so the CLI can log it.

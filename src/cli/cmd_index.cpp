@@ -124,6 +124,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
     std::string model;
     int batch_size = 16;
     int decode_workers = 1;
+    std::int64_t decode_memory_mib = kDefaultDecodeMemoryBytes >> 20;
     bool hidden = false;
     bool json = false;
     bool no_exif = false;
@@ -144,6 +145,11 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
   app->add_option("--decode-workers", options->decode_workers,
                   "Threads decoding images ahead of the model")
       ->check(CLI::Range(1, 64));
+  app->add_option("--decode-memory", options->decode_memory_mib,
+                  "MiB the decoding workers may hold together, estimated from image headers; "
+                  "one larger image is decoded alone")
+      ->check(CLI::Range(std::int64_t{16}, std::int64_t{1} << 24))
+      ->capture_default_str();
   app->add_flag("--hidden", options->hidden, "Also index hidden files and folders");
   app->add_flag("--json", options->json, "Print the summary as JSON");
   app->add_flag("--rebuild", options->rebuild,
@@ -193,6 +199,7 @@ Command register_index(CLI::App& root, GlobalOptions& global) {
             index_options.include_hidden = options->hidden;
             index_options.batch_size = options->batch_size;
             index_options.decode_workers = options->decode_workers;
+            index_options.decode_memory_bytes = options->decode_memory_mib << 20;
             index_options.decode.apply_exif_orientation = !options->no_exif;
             index_options.decode.max_pixels = options->max_pixels;
             if (translator) {

@@ -474,6 +474,28 @@ TEST(ImageDecode, DecompressionBombRefusedFromHeader) {
   }
 }
 
+// `index` bounds the memory of concurrent decodes by the header's size, so every format must
+// report it through on_dimensions, with the image's real size, before its pixels exist.
+TEST(ImageDecode, EveryFormatReportsHeaderDimensions) {
+  MMSEARCH_REQUIRE_SHARED_DATA();
+  const fs::path edge = kShared / "data" / "edge";
+  for (const char* name : {"sample.bmp", "sample.gif", "sample.tiff", "sample.webp",
+                           "one_pixel.png", "one_pixel.jpg"}) {
+    std::int64_t reported = 0;
+    DecodeOptions options;
+    options.on_dimensions = [&](std::int64_t w, std::int64_t h) { reported = w * h; };
+    const RgbImage image = mmsearch::decode_image(edge / name, options);
+    EXPECT_EQ(reported, std::int64_t{image.width} * image.height) << name;
+  }
+  // Refused by the bomb guard: nothing is reported, so no memory is reserved for it.
+  DecodeOptions small;
+  small.max_pixels = 1000;
+  bool called = false;
+  small.on_dimensions = [&](std::int64_t, std::int64_t) { called = true; };
+  EXPECT_THROW(mmsearch::decode_image(edge / "sample.tiff", small), Error);
+  EXPECT_FALSE(called);
+}
+
 TEST(ImageDecode, LooksLikeImageSniffsContent) {
   MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path edge = kShared / "data" / "edge";
