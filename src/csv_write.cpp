@@ -4,37 +4,31 @@
 
 #include <charconv>
 #include <cstdio>
-#include <memory>
 #include <string>
 
 #include "mmsearch/error.h"
 #include "mmsearch/score_rows.h"
 #include "mmsearch/simmatrix.h"
+#include "output_file.h"
 
 namespace mmsearch {
 namespace {
 
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-
 // One CSV file being written; the header and each row in one call.
 class CsvWriter {
  public:
-  explicit CsvWriter(const std::filesystem::path& path)
-      : path_(path), file_(std::fopen(path.c_str(), "wb")) {
-    if (!file_) throw Error(ErrorKind::kInput, path.string() + ": cannot write CSV");
+  explicit CsvWriter(const std::filesystem::path& path) : out_(path, "CSV") {
     // Rows are written whole; a large buffer keeps the calls few on a 100k-column row.
-    std::setvbuf(file_.get(), nullptr, _IOFBF, 1 << 20);
+    std::setvbuf(out_.stream(), nullptr, _IOFBF, 1 << 20);
   }
 
   void header(const std::string& corner, const std::vector<std::string>& col_labels) {
     write_field(corner);
     for (const std::string& label : col_labels) {
-      std::fputc(',', file_.get());
+      std::fputc(',', out_.stream());
       write_field(label);
     }
-    std::fputs("\r\n", file_.get());
+    std::fputs("\r\n", out_.stream());
   }
 
   void row(const std::string& label, const float* scores, std::size_t count) {
@@ -51,27 +45,21 @@ class CsvWriter {
     }
     *out++ = '\r';
     *out++ = '\n';
-    std::fwrite(line_.data(), 1, static_cast<std::size_t>(out - line_.data()), file_.get());
-    if (std::ferror(file_.get())) fail();
+    std::fwrite(line_.data(), 1, static_cast<std::size_t>(out - line_.data()), out_.stream());
+    if (std::ferror(out_.stream())) fail();
   }
 
-  void close() {
-    const bool failed = std::ferror(file_.get()) != 0;
-    if (std::fclose(file_.release()) != 0 || failed) fail();
-  }
+  void close() { out_.commit(); }
 
  private:
   // csv_fwrite always quotes, doubling quotes inside: any label (commas, quotes, line breaks,
   // UTF-8) comes back as it was from an RFC 4180 reader.
   void write_field(const std::string& field) {
-    csv_fwrite(file_.get(), field.data(), field.size());
+    csv_fwrite(out_.stream(), field.data(), field.size());
   }
-  [[noreturn]] void fail() const {
-    throw Error(ErrorKind::kInput, path_.string() + ": write failed (disk full?)");
-  }
+  [[noreturn]] void fail() const { out_.fail_write(); }
 
-  std::filesystem::path path_;
-  std::unique_ptr<std::FILE, FileCloser> file_;
+  OutputFile out_;
   std::string line_;  // one row's scores, reused
 };
 

@@ -1,10 +1,11 @@
 // PNG output: encoded by OpenCV's imgcodecs (libpng underneath) whatever the file's extension,
-// so "--montage result" and "figure.PNG" get PNG too.
-#include <fstream>
+// so "--montage result" and "figure.PNG" get PNG too; written whole or not at all.
 #include <opencv2/imgcodecs.hpp>
 
 #include "mmsearch/error.h"
 #include "mmsearch/render.h"
+#include "image_internal.h"
+#include "output_file.h"
 #include "render_internal.h"
 
 namespace mmsearch {
@@ -15,6 +16,7 @@ void write_png(const RgbImage& image, const std::filesystem::path& path) {
     throw Error(ErrorKind::kUsage, path.string() + ": empty image, nothing to write");
   }
   std::vector<std::uint8_t> encoded;
+  image_detail::quiet_opencv_logging();
   try {
     if (!cv::imencode(".png", bgr, encoded)) {
       throw Error(ErrorKind::kInternal, path.string() + ": PNG encoding failed");
@@ -22,12 +24,9 @@ void write_png(const RgbImage& image, const std::filesystem::path& path) {
   } catch (const cv::Exception& e) {
     throw Error(ErrorKind::kInternal, path.string() + ": PNG encoding failed: " + e.what());
   }
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw Error(ErrorKind::kInput, path.string() + ": cannot write PNG");
-  out.write(reinterpret_cast<const char*>(encoded.data()),
-            static_cast<std::streamsize>(encoded.size()));
-  out.close();
-  if (!out) throw Error(ErrorKind::kInput, path.string() + ": write failed");
+  OutputFile out(path, "PNG");
+  out.write(encoded.data(), encoded.size());
+  out.commit();
 }
 
 }  // namespace mmsearch

@@ -16,23 +16,13 @@
 #include "mmsearch/query.h"
 #include "mmsearch/render.h"
 #include "mmsearch/text.h"
+#include "table_cell.h"
 #include "translation_hook.h"
 
 namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
 namespace {
-
-std::string one_line(std::string text, std::size_t width) {
-  for (char& c : text) {
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-  }
-  if (text.size() <= width) return text;
-  // Cut on a UTF-8 boundary.
-  std::size_t cut = width - 3;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return text.substr(0, cut) + "...";
-}
 
 // A result's caption as shown: "English (original)" when it was translated.
 std::string shown_caption(const QueryHit& hit) {
@@ -275,16 +265,26 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
           }
         } print_timer{print_started};
 
-        if (!options->montage.empty()) {
-          write_montage(options->montage, terms, originals, result, encoder->manifest().name,
-                        query.against, query.decode);
-        }
+        // The montage comes after the results are printed, so that a montage that cannot be
+        // written (exit 3) still leaves the answer on stdout.
+        auto finish = [&]() -> int {
+          if (!options->montage.empty()) {
+            try {
+              write_montage(options->montage, terms, originals, result, encoder->manifest().name,
+                            query.against, query.decode);
+            } catch (const Error& e) {
+              throw Error(e.kind(), std::string("--montage: ") + e.what());
+            }
+          }
+          return kExitOk;
+        };
         if (options->paths || options->paths0) {
           // Bytes as stored; --paths0 ends each with NUL, for names holding a newline.
           for (const auto& hit : result.hits) {
             std::cout << hit.path << (options->paths0 ? '\0' : '\n');
           }
-          return kExitOk;
+          std::cout.flush();
+          return finish();
         }
         if (options->json) {
           nlohmann::json j;
@@ -331,22 +331,23 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             if (hit.itc_score) h["itc"] = *hit.itc_score;
             j["results"].push_back(h);
           }
-          std::cout << json_text(j) << "\n";
-          return kExitOk;
+          std::cout << json_text(j) << "\n" << std::flush;
+          return finish();
         }
         if (result.hits.empty()) {
           std::printf("No results (searched %lld items).\n",
                       static_cast<long long>(result.searched));
-          return kExitOk;
+          return finish();
         }
-        std::printf("%-4s %-7s %-40s %-12s %s\n", "RANK", "SCORE", "PATH", "CATEGORY", "CAPTION");
+        std::printf("%-4s %-7s %s %s %s\n", "RANK", "SCORE", table_cell("PATH", 40).c_str(),
+                    table_cell("CATEGORY", 12).c_str(), "CAPTION");
         for (const auto& hit : result.hits) {
-          const std::string caption = shown_caption(hit);
-          std::printf("%-4d %-7.4f %-40s %-12s %s\n", hit.rank, hit.score,
-                      one_line(display_path(hit.path), 40).c_str(),
-                      one_line(hit.category, 12).c_str(), one_line(caption, 70).c_str());
+          std::printf("%-4d %-7.4f %s %s %s\n", hit.rank, hit.score,
+                      table_cell(display_path(hit.path), 40, true, Cut::kStart).c_str(),
+                      table_cell(hit.category, 12).c_str(),
+                      table_cell(shown_caption(hit), 70, /*pad=*/false).c_str());
         }
-        return kExitOk;
+        return finish();
       }};
 }
 
