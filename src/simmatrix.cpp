@@ -152,16 +152,26 @@ SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& m
                 "a sample of " + std::to_string(sampling.sample) + " items: give --sample N >= 1");
   }
   const MatrixRule rule = matrix_rule(manifest, kind);
-  LoadedVectors rows = store.load_vectors(model_id, scope, rule.rows);
-  if (rows.embeddings.count == 0) throw_scope_not_indexed(store, scope, model_id);
-  const bool same_sides = rule.rows == rule.cols;
-  LoadedVectors cols =
-      same_sides ? LoadedVectors{} : store.load_vectors(model_id, scope, rule.cols);
-  if (!same_sides && cols.embeddings.count == 0) {
+  auto no_captions = [&] {
     throw Error(ErrorKind::kIndex, scope.string() + " has no captions indexed; " +
                                        std::string(to_string(kind)) +
                                        " needs captions (captions.csv or sidecar .txt files)");
+  };
+  LoadedVectors rows = store.load_vectors(model_id, scope, rule.rows);
+  if (rows.embeddings.count == 0) {
+    // text-text and multimodal-multimodal have captions on both sides: an indexed folder
+    // without captions is not a folder that was never indexed.
+    const std::vector<std::string> present = store.model_ids_in_scope(scope);
+    if (is_caption_kind(rule.rows) &&
+        std::find(present.begin(), present.end(), model_id) != present.end()) {
+      no_captions();
+    }
+    throw_scope_not_indexed(store, scope, model_id);
   }
+  const bool same_sides = rule.rows == rule.cols;
+  LoadedVectors cols =
+      same_sides ? LoadedVectors{} : store.load_vectors(model_id, scope, rule.cols);
+  if (!same_sides && cols.embeddings.count == 0) no_captions();
   SimilaritySides sides;
   sides.model = manifest.name;
   sides.kind = kind;
@@ -172,6 +182,8 @@ SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& m
       same_sides ? sides.rows : make_side(std::move(cols), rule.cols, rule.rule, scope, sampling);
   return sides;
 }
+
+bool needs_captions(SimilarityKind kind) { return kind != SimilarityKind::kImageImage; }
 
 std::string sample_note(const SimilaritySides& sides) {
   if (!sides.rows.sampled() && !sides.cols.sampled()) return "";

@@ -93,6 +93,9 @@ SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& m
                                       const std::filesystem::path& scope, SimilarityKind kind,
                                       const SideSampling& sampling = {});
 
+// Whether the kind has captions on a side (all but image-image).
+bool needs_captions(SimilarityKind kind);
+
 // "" when neither side was sampled, else e.g. "sample of 500 of 20000 images x 500 of 20000
 // images, stratified by category, seed 1" (a side kept whole reads "all 12 captions").
 std::string sample_note(const SimilaritySides& sides);

@@ -19,8 +19,28 @@ namespace fs = std::filesystem;
 namespace mmsearch::cli {
 namespace {
 
+// A measure over no queries (one image has no other image to find; no captions, no caption
+// queries) is null, not 0: nothing was measured.
+nlohmann::json measured(double value, std::int64_t queries) {
+  return queries > 0 ? nlohmann::json(value) : nlohmann::json();
+}
+
 nlohmann::json recall_json(const RecallAtK& r) {
-  return {{"r1", r.r1}, {"r5", r.r5}, {"r10", r.r10}, {"queries", r.queries}};
+  return {{"r1", measured(r.r1, r.queries)},
+          {"r5", measured(r.r5, r.queries)},
+          {"r10", measured(r.r10, r.queries)},
+          {"queries", r.queries}};
+}
+
+// Three decimals, or "n/a" for a measure over no queries, padded to `width`.
+std::string shown(const nlohmann::json& value, int width = 5) {
+  char text[32];
+  if (value.is_null()) {
+    std::snprintf(text, sizeof text, "%-*s", width, "n/a");
+  } else {
+    std::snprintf(text, sizeof text, "%-*.3f", width, value.get<double>());
+  }
+  return text;
 }
 
 // Indexes DIR with the model (incrementally) and measures it on the stored vectors.
@@ -47,8 +67,9 @@ nlohmann::json evaluate_model(const GlobalOptions& global, const std::string& mo
   j["captions"] = report.captions;
   j["text_to_image"] = recall_json(report.text_to_image);
   j["image_to_text"] = recall_json(report.image_to_text);
-  j["image_to_image_category_p5"] = {{"precision", report.image_to_image.precision},
-                                     {"queries", report.image_to_image.queries}};
+  j["image_to_image_category_p5"] = {
+      {"precision", measured(report.image_to_image.precision, report.image_to_image.queries)},
+      {"queries", report.image_to_image.queries}};
   j["failed"] = summary.failed;
   // The queries asked, when they were a sample (the candidates are always all).
   j["sample"] = nullptr;
@@ -125,12 +146,12 @@ Command register_eval(CLI::App& root, GlobalOptions& global) {
             for (const auto& r : reports) {
               const auto& t = r["text_to_image"];
               const auto& i = r["image_to_text"];
-              std::printf("%-18s %6lld %6lld  %.3f %.3f %.3f   %.3f %.3f %.3f   %.3f\n",
+              std::printf("%-18s %6lld %6lld  %s %s %s   %s %s %s   %s\n",
                           r["model"].get<std::string>().c_str(), r["images"].get<long long>(),
-                          r["captions"].get<long long>(), t["r1"].get<double>(),
-                          t["r5"].get<double>(), t["r10"].get<double>(), i["r1"].get<double>(),
-                          i["r5"].get<double>(), i["r10"].get<double>(),
-                          r["image_to_image_category_p5"]["precision"].get<double>());
+                          r["captions"].get<long long>(), shown(t["r1"]).c_str(),
+                          shown(t["r5"]).c_str(), shown(t["r10"]).c_str(), shown(i["r1"]).c_str(),
+                          shown(i["r5"]).c_str(), shown(i["r10"]).c_str(),
+                          shown(r["image_to_image_category_p5"]["precision"], 0).c_str());
             }
             for (const auto& r : reports) {
               if (r["sample"].is_null()) continue;

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli.h"
 #include "json_output.h"
@@ -110,8 +111,10 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
       app, [&global, options]() {
         check_options(*options);
         std::vector<SimilarityKind> kinds;
+        bool every_kind = false;
         for (const auto& name : options->kinds) {
           if (name == "all") {
+            every_kind = true;
             kinds = {SimilarityKind::kImageImage, SimilarityKind::kImageText,
                      SimilarityKind::kImageMultimodal, SimilarityKind::kMultimodalMultimodal,
                      SimilarityKind::kTextText};
@@ -125,28 +128,64 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
         const Bundle bundle = bundle_for_scope(global, store, scope, options->model);
         const std::string prefix =
             options->out.empty() ? "simmatrix-" + bundle.manifest().name : options->out;
+        // Every kind is loaded and checked before the first file is written, so a kind that
+        // cannot be drawn refuses the run instead of leaving it half done. 'all' means every
+        // kind the folder can give: without captions, that is image-image alone.
+        auto load = [&](SimilarityKind kind) {
+          return load_similarity_sides(store, bundle.manifest(), bundle.identity(), scope, kind,
+                                       {options->sample, options->seed});
+        };
+        std::vector<std::optional<SimilaritySides>> loaded;
+        std::vector<SimilarityKind> drawn;
+        nlohmann::json skipped = nlohmann::json::array();
+        for (const SimilarityKind kind : kinds) {
+          try {
+            SimilaritySides sides = load(kind);
+            check_size(sides, *options, scope);
+            drawn.push_back(kind);
+            // A streamed CSV may be far larger than a picture: loaded again when written.
+            loaded.push_back(options->csv_only ? std::nullopt
+                                               : std::optional<SimilaritySides>(std::move(sides)));
+          } catch (const Error& e) {
+            if (!(every_kind && needs_captions(kind) && e.kind() == ErrorKind::kIndex)) throw;
+            skipped.push_back(to_string(kind));
+          }
+        }
+        if (!skipped.empty()) {
+          std::string names;
+          for (const auto& name : skipped)
+            names += (names.empty() ? "" : ", ") + name.get<std::string>();
+          spdlog::warn(
+              "--kind all: skipped {}: {} has no captions indexed (captions.csv or "
+              "sidecar .txt files)",
+              names, scope.string());
+        }
         if (fs::path(prefix).has_parent_path()) {
           std::error_code ec;
           fs::create_directories(fs::path(prefix).parent_path(), ec);
         }
         nlohmann::json matrices = nlohmann::json::array();
-        for (const SimilarityKind kind : kinds) {
-          const SimilaritySides sides =
-              load_similarity_sides(store, bundle.manifest(), bundle.identity(), scope, kind,
-                                    {options->sample, options->seed});
-          check_size(sides, *options, scope);
+        for (std::size_t d = 0; d < drawn.size(); ++d) {
+          const SimilarityKind kind = drawn[d];
+          const SimilaritySides sides = loaded[d] ? std::move(*loaded[d]) : load(kind);
+          loaded[d].reset();
           const std::string note = sample_note(sides);
           if (!note.empty()) spdlog::info("{}: {}", to_string(kind), note);
           const std::string base = prefix + "-" + to_string(kind);
           const std::string csv = base + ".csv", png = base + ".png";
-          if (options->csv_only) {
-            write_similarity_csv(sides, csv);  // one row of scores at a time
-          } else {
-            SimilarityMatrix matrix = compute_similarity_matrix(sides);
-            write_similarity_csv(matrix, csv);
-            // The title carries the sample note (render_heatmap titles "<model> — <kind>").
-            if (!note.empty()) matrix.model += " (" + note + ")";
-            write_heatmap_png(matrix, png);
+          try {
+            if (options->csv_only) {
+              write_similarity_csv(sides, csv);  // one row of scores at a time
+            } else {
+              SimilarityMatrix matrix = compute_similarity_matrix(sides);
+              write_similarity_csv(matrix, csv);
+              // The title carries the sample note (render_heatmap titles "<model> — <kind>").
+              if (!note.empty()) matrix.model += " (" + note + ")";
+              write_heatmap_png(matrix, png);
+            }
+          } catch (const Error& e) {
+            if (e.kind() != ErrorKind::kInput) throw;
+            throw Error(e.kind(), std::string(e.what()) + " (choose another prefix with --out)");
           }
           matrices.push_back({{"kind", to_string(kind)},
                               {"rows", sides.rows.size()},
@@ -174,7 +213,8 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
               {"sample", options->sample > 0 ? nlohmann::json(options->sample) : nlohmann::json()},
               {"seed", options->seed},
               {"stratified_by", "category"},
-              {"matrices", matrices}};
+              {"matrices", matrices},
+              {"skipped", skipped}};
           std::cout << json_text(summary) << "\n";
         }
         return kExitOk;
