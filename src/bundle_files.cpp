@@ -1,11 +1,14 @@
 // What every bundle kind shares: reading mmsearch.json once, the search path, finding a bundle
 // by name, listing bundles, and checking files against their sha256 with a per-user cache.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "json_number.h"
 #include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/hash.h"
@@ -55,7 +58,8 @@ ManifestFile read_manifest_file(const fs::path& dir) {
   file.bytes = read_file_bytes(path);
   try {
     file.json = json::parse(file.bytes);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number beyond a double ("1e400", found by fuzzing)
     throw Error(ErrorKind::kModel, path.string() + ": not valid JSON: " + e.what());
   }
   const json& j = file.json;
@@ -65,7 +69,7 @@ ManifestFile read_manifest_file(const fs::path& dir) {
   if (format != "mmsearch-bundle") {
     bad_manifest(path, "'format' is '" + format + "', expected 'mmsearch-bundle'");
   }
-  if (!j.contains("format_version") || !j["format_version"].is_number_integer()) {
+  if (!j.contains("format_version") || !is_json_integer_of<int>(j["format_version"])) {
     bad_manifest(path, "missing or non-integer 'format_version'");
   }
   const int version = j["format_version"].get<int>();
@@ -130,11 +134,19 @@ void verify_bundle_files(const fs::path& dir, const std::map<std::string, std::s
   bool cache_changed = false;
   for (const auto& [file, expected] : files) {
     const fs::path path = dir / file;
-    std::error_code ec;
-    const auto size = fs::file_size(path, ec);
-    if (ec) throw Error(ErrorKind::kModel, dir.string() + ": missing file " + file);
-    const auto mtime = fs::last_write_time(path, ec).time_since_epoch().count();
-    const std::string stamp = std::to_string(size) + ":" + std::to_string(mtime) + ":" + expected;
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+      throw Error(ErrorKind::kModel, dir.string() + ": missing file " + file);
+    }
+    // Size and mtime alone are easy to keep while changing bytes (touch -r, a tool that
+    // restores times); the inode change time is not settable, and any write or replacement
+    // moves it, so a file whose stamp still matches has not been written since it was hashed.
+    auto ns = [](const struct timespec& t) {
+      return std::to_string(static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec);
+    };
+    const std::string stamp = "v2:" + std::to_string(info.st_size) + ":" + ns(info.st_mtim) + ":" +
+                              ns(info.st_ctim) + ":" + std::to_string(info.st_dev) + ":" +
+                              std::to_string(info.st_ino) + ":" + expected;
     const std::string key = path.string();
     if (cache.contains(key) && cache[key] == stamp) continue;
     if (sha256_file(path) != expected) {

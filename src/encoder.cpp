@@ -239,10 +239,45 @@ void Encoder::load_modules(bool image, bool text, bool multimodal) {
   if (multimodal) module("multimodal.pt", multimodal_module_);
 }
 
+void Encoder::check_output(const torch::IValue& value, const char* name,
+                           std::vector<std::int64_t> expected, const std::string& file) const {
+  // A module of another model (possible with --no-verify, or a hand-edited bundle) must stop
+  // here with a model error, not deep in the search with a shape mismatch.
+  auto shape = [](const std::vector<std::int64_t>& sizes) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      text += (i ? ", " : "") + (sizes[i] < 0 ? std::string("*") : std::to_string(sizes[i]));
+    }
+    return text + "]";
+  };
+  const std::string where = bundle_.file(file).string() + ": output " + name;
+  if (!value.isTensor()) {
+    throw Error(ErrorKind::kModel, where + " is not a tensor, violating the bundle contract");
+  }
+  const torch::Tensor tensor = value.toTensor();
+  const std::vector<std::int64_t> sizes = tensor.sizes().vec();
+  bool matches = sizes.size() == expected.size();
+  for (std::size_t i = 0; matches && i < sizes.size(); ++i) {
+    matches = expected[i] < 0 || sizes[i] == expected[i];
+  }
+  if (!matches) {
+    throw Error(ErrorKind::kModel,
+                where + " is " + shape(sizes) + " where the manifest's dims give " +
+                    shape(expected) + ": the module does not belong to " + bundle_.dir().string() +
+                    " (re-export the bundle; without --no-verify its checksums catch this)");
+  }
+}
+
 ImageOutputs Encoder::encode_image(const torch::Tensor& pixels) {
   c10::InferenceMode guard;
   auto outputs =
       run(module("image.pt", image_module_), {pixels.to(torch::kFloat32)}, 3, "image.pt");
+  const Dims& dims = manifest().dims;
+  const std::int64_t batch = pixels.size(0);
+  check_output(outputs[0], "vision_tokens", {batch, dims.vision_tokens, dims.vision_width},
+               "image.pt");
+  check_output(outputs[1], "image_embeds", {batch, dims.image_tokens, dims.hidden}, "image.pt");
+  check_output(outputs[2], "image_embeds_proj", {batch, dims.image_tokens, dims.embed}, "image.pt");
   return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32),
           outputs[2].toTensor().to(torch::kFloat32)};
 }
@@ -251,6 +286,10 @@ TextOutputs Encoder::encode_text(const TextBatch& batch) {
   c10::InferenceMode guard;
   auto outputs =
       run(module("text.pt", text_module_), {batch.input_ids, batch.attention_mask}, 2, "text.pt");
+  const Dims& dims = manifest().dims;
+  const std::int64_t rows = batch.input_ids.size(0), tokens = batch.input_ids.size(1);
+  check_output(outputs[0], "text_embeds", {rows, tokens, dims.hidden}, "text.pt");
+  check_output(outputs[1], "text_embeds_proj", {rows, tokens, dims.embed}, "text.pt");
   return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32)};
 }
 
@@ -263,6 +302,10 @@ MultimodalOutputs Encoder::encode_multimodal(const torch::Tensor& vision_tokens,
   auto outputs = run(module("multimodal.pt", multimodal_module_),
                      {vision_tokens.to(torch::kFloat32), batch.input_ids, batch.attention_mask}, 2,
                      "multimodal.pt");
+  const std::int64_t rows = batch.input_ids.size(0);
+  check_output(outputs[0], "multimodal_embeds", {rows, -1, manifest().dims.hidden},
+               "multimodal.pt");
+  check_output(outputs[1], "itm_logits", {rows, manifest().itm ? 2 : 0}, "multimodal.pt");
   return {outputs[0].toTensor().to(torch::kFloat32), outputs[1].toTensor().to(torch::kFloat32)};
 }
 

@@ -128,8 +128,10 @@ class Bundle {
   static Bundle open(const ManifestFile& file);
 
   // Checks every file's sha256 against the manifest. Results are cached per (path, size,
-  // mtime) in `cache_file` when it is non-empty, so that a query does not re-hash gigabytes of
-  // weights on every start. Throws Error(kModel) naming the first mismatching file.
+  // mtime, inode change time, device, inode) in `cache_file` when it is non-empty, so that a
+  // query does not re-hash gigabytes of weights on every start; any write to a file, even one
+  // that restores its mtime, moves its change time and so re-hashes it. Throws Error(kModel) naming
+  // the first mismatching file.
   void verify_files(const std::filesystem::path& cache_file = default_verify_cache()) const;
 
   const Manifest& manifest() const { return manifest_; }
@@ -151,8 +153,9 @@ class Bundle {
 // of the source tree the binary was built from. Missing folders are kept out.
 std::vector<std::filesystem::path> model_search_path(const std::string& cli_models_dir);
 
-// Checks every file of `files` (name -> sha256) in `dir`, caching results per (path, size,
-// mtime) in `cache_file` when non-empty. Throws Error(kModel) naming the first bad file.
+// Checks every file of `files` (name -> sha256) in `dir`, caching results per (path, stat
+// stamp; see Bundle::verify_files) in `cache_file` when non-empty. Throws Error(kModel) naming the
+// first bad file.
 void verify_bundle_files(const std::filesystem::path& dir,
                          const std::map<std::string, std::string>& files,
                          const std::filesystem::path& cache_file = default_verify_cache());

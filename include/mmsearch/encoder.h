@@ -118,6 +118,9 @@ class Encoder {
   void put_weights(torch::jit::Module& module, const std::string& file);
   std::vector<torch::IValue> run(torch::jit::Module& module, std::vector<torch::IValue> inputs,
                                  std::size_t expected_outputs, const std::string& file);
+  // Throws Error(kModel) unless `value` is a tensor of the `expected` sizes (-1: any).
+  void check_output(const torch::IValue& value, const char* name,
+                    std::vector<std::int64_t> expected, const std::string& file) const;
 
   Bundle bundle_;
   InferenceDtype dtype_;
