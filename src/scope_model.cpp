@@ -1,6 +1,7 @@
 #include "mmsearch/scope_model.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "mmsearch/error.h"
@@ -58,21 +59,40 @@ ScopeModel resolve_scope_model(const IndexStore& store, const fs::path& scope,
   }
 
   if (present.empty()) return result;  // kNotIndexed
+  // One model: that one. Several: the one that indexed most of the scope among those whose
+  // bundle is installed as indexed (ties by name, so the choice is repeatable); when none is,
+  // the status of the one with most files, whose message lists the others.
+  std::vector<std::string> candidates;
   if (present.size() == 1) {
-    result.indexed_id = present.front();
+    candidates = present;
   } else {
-    // Several models: the one that indexed most of the scope.
     result.usages = store.models_in_scope(scope);
-    result.indexed_id = result.usages.front().model_id;
+    for (const auto& usage : result.usages) candidates.push_back(usage.model_id);
   }
-  result.name = model_name_of(result.indexed_id);
-  try {
-    result.bundle = find_bundle(result.name, search_path);
-  } catch (const Error&) {
-    return finish(ScopeModel::Status::kNotInstalled);
+  std::optional<ScopeModel> first;
+  std::vector<ScopeModel::PassedOver> passed_over;
+  for (const std::string& id : candidates) {
+    ScopeModel candidate = result;
+    candidate.indexed_id = id;
+    candidate.name = model_name_of(id);
+    try {
+      candidate.bundle = find_bundle(candidate.name, search_path);
+      candidate.status = candidate.bundle->identity() == id ? ScopeModel::Status::kReady
+                                                            : ScopeModel::Status::kReExported;
+    } catch (const Error&) {
+      candidate.status = ScopeModel::Status::kNotInstalled;
+    }
+    if (candidate.status == ScopeModel::Status::kReady) {
+      result = std::move(candidate);
+      result.passed_over = std::move(passed_over);
+      return finish(ScopeModel::Status::kReady);
+    }
+    passed_over.push_back({id, candidate.status, candidate.bundle});
+    if (!first) first = std::move(candidate);
   }
-  return finish(result.bundle->identity() == result.indexed_id ? ScopeModel::Status::kReady
-                                                               : ScopeModel::Status::kReExported);
+  const ScopeModel::Status status = first->status;
+  result = std::move(*first);
+  return finish(status);
 }
 
 std::vector<std::string> stale_model_ids(const std::vector<std::string>& stored_ids,

@@ -30,6 +30,14 @@ struct ScopeModel {
   // other than kReady. Counting is slow at a million files, so a ready scope skips it when it
   // can: with a requested model, or with one model in the scope, `usages` stays empty.
   std::vector<ModelUsage> usages;
+  // Without a requested model: the models of the scope passed over for `bundle` because their
+  // bundle is not installed (kNotInstalled) or was re-exported (kReExported), for a warning.
+  struct PassedOver {
+    std::string indexed_id;
+    Status status;
+    std::optional<Bundle> installed;  // the re-exported bundle now installed under that name
+  };
+  std::vector<PassedOver> passed_over;
 };
 
 // The name part of an identity: "blip-base@3fa94c1d" -> "blip-base".
@@ -39,7 +47,9 @@ std::string model_name_of(const std::string& model_id);
 std::string describe_usages(const std::vector<ModelUsage>& usages);
 
 // Resolves the model for `scope`. With `requested` (a bundle name or folder) that bundle is
-// used; without, the model that indexed most files under the scope. Throws Error(kModel) only
+// used; without, the model that indexed most files under the scope among those installed as
+// indexed (ties by identity), or when none is, the status of the one with most files (with
+// `usages` naming them all). Throws Error(kModel) only
 // when a requested bundle can't be found or opened; every other outcome is a Status.
 ScopeModel resolve_scope_model(const IndexStore& store, const std::filesystem::path& scope,
                                const std::vector<std::filesystem::path>& search_path,

@@ -168,6 +168,11 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, co
     }
   }
   const std::string reindex = "mmsearch index " + where + " --model " + hint;
+  // With several models in the folder, none of them usable: every one is named, with --model.
+  const std::string others = model.usages.size() > 1
+                                 ? " (of " + describe_usages(model.usages) +
+                                       ", none installed as indexed; pass --model NAME to choose)"
+                                 : "";
   switch (model.status) {
     case ScopeModel::Status::kReady:
       break;
@@ -187,16 +192,30 @@ Bundle bundle_for_scope(const GlobalOptions& global, const IndexStore& store, co
       throw Error(
           ErrorKind::kIndex,
           where + " was indexed with " + model.indexed_id + ", an earlier export of " + model.name +
-              "; the installed " + model.name + " is " + model.bundle->identity() +
+              others + "; the installed " + model.name + " is " + model.bundle->identity() +
               ", and vectors of other weights can't be searched with it. Re-index: " + reindex +
               " (then 'mmsearch index --prune' drops the old vectors)");
     case ScopeModel::Status::kNotInstalled:
       throw Error(ErrorKind::kIndex,
-                  where + " was indexed with " + model.indexed_id + ", but no bundle named " +
-                      model.name +
+                  where + " was indexed with " + model.indexed_id + others +
+                      ", but no bundle named " + model.name +
                       " is installed; install it (or pass --models DIR), or re-index with an "
                       "installed model: mmsearch index " +
                       where + " --model MODEL");
+  }
+  for (const auto& skipped : model.passed_over) {
+    const std::string name = model_name_of(skipped.indexed_id);
+    const std::string why =
+        skipped.status == ScopeModel::Status::kReExported && skipped.installed
+            ? "an earlier export of " + name + " (the installed one is " +
+                  skipped.installed->identity() + "); re-index: mmsearch index " + where +
+                  " --model " + name
+            : "no bundle named " + name + " is installed (or pass --models DIR)";
+    spdlog::warn("{}: the vectors of {} can't be searched: {}", where, skipped.indexed_id, why);
+  }
+  if (model.usages.size() > 1 && requested.empty()) {
+    spdlog::info("{} was indexed with {}; using {} (choose another with --model)", where,
+                 describe_usages(model.usages), model.indexed_id);
   }
   if (!global.no_verify) model.bundle->verify_files(default_verify_cache());
   spdlog::debug("model {} ({}) from {}", model.name, model.bundle->identity(),

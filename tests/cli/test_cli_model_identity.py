@@ -34,12 +34,17 @@ def test_re_exported_bundle_is_reported_and_pruned(mmsearch_bin, tiny_models, tm
     run("index", photos, "--model", "blip2-vitL", check=0)
 
     re_export(models / "blip-base")
-    for extra in [[], ["--model", "blip-base"]]:
-        proc = run("query", "--in", photos, "--text", "red", *extra)
-        assert proc.returncode == EXIT_INDEX, proc.stderr
-        assert old_id in proc.stderr and "earlier export" in proc.stderr, proc.stderr
-        assert f"mmsearch index {photos} --model blip-base" in proc.stderr, proc.stderr
-        assert proc.stdout == ""
+    proc = run("query", "--in", photos, "--text", "red", "--model", "blip-base")
+    assert proc.returncode == EXIT_INDEX, proc.stderr
+    assert old_id in proc.stderr and "earlier export" in proc.stderr, proc.stderr
+    assert f"mmsearch index {photos} --model blip-base" in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+    # Without --model the folder's other model answers, and the re-export is still reported.
+    proc = run("query", "--in", photos, "--text", "red", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model"] == "blip2-vitL"
+    assert old_id in proc.stderr and "earlier export" in proc.stderr, proc.stderr
+    assert f"mmsearch index {photos} --model blip-base" in proc.stderr, proc.stderr
 
     # The suggested command works, and then the query does.
     new_id = run.json("index", photos, "--model", "blip-base", "--json")["model"]

@@ -70,15 +70,27 @@ TEST_F(ScopeModelTest, StatusesByIdentity) {
 }
 
 TEST_F(ScopeModelTest, SeveralModelsTheOneWithMostFilesWinsAndMessagesCount) {
-  // The earlier export holds more of /p than the installed one: the scope resolves to it.
+  // The earlier export holds more of /p than the installed one, but only the installed one can
+  // be searched: the scope resolves to it, and the earlier export is named as passed over.
   store_->upsert_batch(tiny_->identity(), {one_file("/p/a.jpg")});
   store_->upsert_batch("dishes-tiny@0123456789abcdef",
                        {one_file("/p/a.jpg"), one_file("/p/b.jpg")});
   const ScopeModel most = resolve_scope_model(*store_, "/p", {kModels}, "");
-  EXPECT_EQ(most.status, ScopeModel::Status::kReExported);
-  EXPECT_EQ(most.indexed_id, "dishes-tiny@0123456789abcdef");
+  EXPECT_EQ(most.status, ScopeModel::Status::kReady);
+  EXPECT_EQ(most.indexed_id, tiny_->identity());
   ASSERT_EQ(most.usages.size(), 2u);
   EXPECT_EQ(most.usages[0].file_count, 2);
+  ASSERT_EQ(most.passed_over.size(), 1u);
+  EXPECT_EQ(most.passed_over[0].indexed_id, "dishes-tiny@0123456789abcdef");
+  EXPECT_EQ(most.passed_over[0].status, ScopeModel::Status::kReExported);
+  // With nothing usable, the one with most files gives the status, and every model is counted.
+  store_->upsert_batch("gone@fedcba9876543210",
+                       {one_file("/q/a.jpg"), one_file("/q/b.jpg"), one_file("/q/c.jpg")});
+  store_->upsert_batch("dishes-tiny@0123456789abcdef", {one_file("/q/a.jpg")});
+  const ScopeModel none = resolve_scope_model(*store_, "/q", {kModels}, "");
+  EXPECT_EQ(none.status, ScopeModel::Status::kNotInstalled);
+  EXPECT_EQ(none.indexed_id, "gone@fedcba9876543210");
+  EXPECT_EQ(none.usages.size(), 2u);
   // Asked for by name, the installed identity is there: ready, without counting.
   const ScopeModel asked = resolve_scope_model(*store_, "/p", {kModels}, "dishes-tiny");
   EXPECT_EQ(asked.status, ScopeModel::Status::kReady);
