@@ -7,7 +7,7 @@ IndexCommitter::IndexCommitter(IndexStore& store, std::string model_id,
                                IndexSummary& summary)
     : store_(store), model_id_(std::move(model_id)), options_(options), summary_(summary) {
   progress_.total = summary.found;
-  for (const auto& listing : stored) stored_paths_.insert(listing.state.path);
+  for (const auto& listing : stored) stored_.emplace(listing.state.path, listing.state);
 }
 
 void IndexCommitter::remove_vanished(const std::vector<FileState>& files) {
@@ -21,8 +21,19 @@ void IndexCommitter::count_unchanged(std::int64_t files) {
   progress_.done += files;
 }
 
-void IndexCommitter::fail(const IndexFailure& failure) {
-  if (stored_paths_.count(failure.path)) stale_.push_back(failure.path);
+void IndexCommitter::fail(IndexFailure failure) {
+  const auto stored = stored_.find(failure.path);
+  if (stored != stored_.end()) {
+    // A file that failed with the very content already indexed (a lower --max-pixels with
+    // --rebuild, say) keeps vectors that are still its own; any other content's are stale.
+    const FileState& was = stored->second;
+    if (!failure.content_hash.empty() && failure.content_hash == was.content_hash &&
+        failure.size == was.size) {
+      failure.reason += " (its content is unchanged: the vectors indexed before are kept)";
+    } else {
+      stale_.push_back(failure.path);
+    }
+  }
   summary_.failures.push_back(failure);
   ++summary_.failed;
   ++progress_.done;

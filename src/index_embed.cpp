@@ -225,7 +225,8 @@ void embed_files(Encoder& encoder, const std::vector<FileJob>& jobs, const Embed
         decoded.push_back(batches[b][i]);
         pixels.push_back(*prepared[i].pixels);
       } else {
-        out.failures.push_back({batches[b][i]->state.path, prepared[i].error});
+        const FileState& state = batches[b][i]->state;
+        out.failures.push_back({state.path, prepared[i].error, state.content_hash, state.size});
       }
     }
     if (!decoded.empty()) {

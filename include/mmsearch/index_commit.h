@@ -4,7 +4,7 @@
 
 #include <filesystem>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "mmsearch/index.h"
@@ -24,7 +24,7 @@ class IndexCommitter {
   void count_unchanged(std::int64_t files);
   // Counts and reports a file that failed. A file indexed before leaves the index at finish():
   // its stored vectors describe bytes that are gone.
-  void fail(const IndexFailure& failure);
+  void fail(IndexFailure failure);
   // Each call is one transaction (none when empty), then a progress report.
   void commit_reused(const std::vector<IndexedFile>& records);
   void commit_embedded(const std::vector<IndexedFile>& records);
@@ -39,7 +39,7 @@ class IndexCommitter {
   const IndexOptions& options_;
   IndexSummary& summary_;
   IndexProgress progress_;
-  std::unordered_set<std::string> stored_paths_;
+  std::unordered_map<std::string, FileState> stored_;  // by path
   std::vector<std::string> stale_;
 };
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "mmsearch/captions.h"
@@ -17,8 +18,20 @@
 namespace mmsearch {
 
 struct IndexFailure {
+  IndexFailure() = default;
+  IndexFailure(std::string path_in, std::string reason_in, std::string content_hash_in = {},
+               std::int64_t size_in = -1)
+      : path(std::move(path_in)),
+        reason(std::move(reason_in)),
+        content_hash(std::move(content_hash_in)),
+        size(size_in) {}
+
   std::string path;
   std::string reason;
+  // The file's content when it was read and hashed before failing (a decode failure), else
+  // empty: a file whose content is what the store holds keeps its vectors.
+  std::string content_hash;
+  std::int64_t size = -1;
 };
 
 // What a walk of a folder found.
