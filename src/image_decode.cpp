@@ -27,8 +27,13 @@
 #include <cctype>
 #include <cerrno>
 #include <csetjmp>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
+#include <limits>
+#include <mutex>
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <vector>
 
@@ -37,6 +42,16 @@
 
 namespace mmsearch {
 namespace image_detail {
+
+void quiet_opencv_logging() {
+  static const bool quiet = [] {
+    if (!std::getenv("OPENCV_LOG_LEVEL")) {
+      cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    }
+    return true;
+  }();
+  (void)quiet;
+}
 
 [[noreturn]] void fail(const std::string& name, const std::string& reason) {
   throw Error(ErrorKind::kInput, name + ": " + reason);
@@ -47,10 +62,13 @@ void check_dimensions(std::int64_t width, std::int64_t height, const std::string
   if (width <= 0 || height <= 0) {
     fail(name, "invalid image size " + std::to_string(width) + "x" + std::to_string(height));
   }
-  if (width * height > options.max_pixels) {
-    fail(name, "image is " + std::to_string(width) + "x" + std::to_string(height) + " = " +
-                   std::to_string(width * height) + " pixels, above the limit of " +
-                   std::to_string(options.max_pixels) +
+  // Compared by division: a header may claim sides near 2^32 (TIFF), whose product overflows
+  // int64 (found by fuzz_image_decode).
+  if (width > options.max_pixels / height) {
+    const bool product_fits = width <= std::numeric_limits<std::int64_t>::max() / height;
+    fail(name, "image is " + std::to_string(width) + "x" + std::to_string(height) +
+                   (product_fits ? " = " + std::to_string(width * height) : std::string()) +
+                   " pixels, above the limit of " + std::to_string(options.max_pixels) +
                    " (decompression-bomb guard; raise it with --max-pixels)");
   }
   // Buffers are indexed with int widths elsewhere.
@@ -87,6 +105,7 @@ namespace {
 using image_detail::check_dimensions;
 using image_detail::fail;
 using image_detail::ImageFormat;
+using image_detail::quiet_opencv_logging;
 
 // ---------------------------------------------------------------- JPEG (libjpeg-turbo)
 
@@ -414,6 +433,30 @@ void validate_bmp(const std::uint8_t* d, std::size_t n, std::int64_t w, std::int
   fail(name, "unsupported BMP compression " + std::to_string(compression));
 }
 
+// OpenCV 4.6's imdecode also prints what its decoders throw straight to std::cerr
+// ("imdecode_(''): can't read header: ...", found for TIFFs libtiff refuses), past its logger.
+// Nothing else in mmsearch writes to std::cerr, so while any decode runs it has no buffer. The
+// buffer is only swapped by the first decode to start and the last to end, so no write can
+// race the swap.
+class CerrSilenced {
+ public:
+  CerrSilenced() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (active_++ == 0) saved_ = std::cerr.rdbuf(nullptr);  // writes fail, silently
+  }
+  ~CerrSilenced() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--active_ == 0) std::cerr.rdbuf(saved_);  // clears the failure state too
+  }
+  CerrSilenced(const CerrSilenced&) = delete;
+  CerrSilenced& operator=(const CerrSilenced&) = delete;
+
+ private:
+  static inline std::mutex mutex_;
+  static inline int active_ = 0;
+  static inline std::streambuf* saved_ = nullptr;
+};
+
 RgbImage decode_with_opencv(const std::uint8_t* data, std::size_t size, ImageFormat format,
                             const std::string& name, const DecodeOptions& options) {
   std::int64_t w = 0, h = 0;
@@ -424,8 +467,10 @@ RgbImage decode_with_opencv(const std::uint8_t* data, std::size_t size, ImageFor
   check_dimensions(w, h, name, options);
   if (format == ImageFormat::kBmp) validate_bmp(data, size, w, h, name);
   cv::Mat mat;
+  quiet_opencv_logging();
   try {
     const cv::Mat raw(1, static_cast<int>(size), CV_8UC1, const_cast<std::uint8_t*>(data));
+    const CerrSilenced quiet;
     // UNCHANGED: keep alpha and depth so the conversion below is Pillow's, not OpenCV's;
     // orientation is applied by us (image_exif.cpp) when asked.
     mat = cv::imdecode(raw, cv::IMREAD_UNCHANGED | cv::IMREAD_IGNORE_ORIENTATION);

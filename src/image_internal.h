@@ -14,6 +14,12 @@ enum class ImageFormat { kUnknown, kJpeg, kPng, kGif, kBmp, kTiff, kWebp };
 // Identifies the container from its leading bytes (12 are enough).
 ImageFormat sniff_format(const std::uint8_t* data, std::size_t size);
 
+// Turns OpenCV's own logging off once per process, unless OPENCV_LOG_LEVEL asks for it: its
+// decoders log what they refuse ("imdecode_(''): can't read header ...", libtiff's complaints)
+// straight to stderr, while every refusal already reaches the user as one error naming the
+// file. Call before any OpenCV codec.
+void quiet_opencv_logging();
+
 // Throws Error(kInput) "<name>: <reason>".
 [[noreturn]] void fail(const std::string& name, const std::string& reason);
 

@@ -476,6 +476,16 @@ TEST(ImageDecode, DecompressionBombRefusedFromHeader) {
 
 // `index` bounds the memory of concurrent decodes by the header's size, so every format must
 // report it through on_dimensions, with the image's real size, before its pixels exist.
+// Found by fuzz_image_decode: a TIFF header claiming sides near 2^32 overflowed the int64
+// pixel count, which then passed the limit; it must be refused by the limit, naming the flag.
+TEST(ImageDecode, SidesWhoseProductOverflowsAreAboveTheLimit) {
+  const fs::path input = fs::path(MMSEARCH_SOURCE_DIR) / "tests/fuzz/regressions" /
+                         "fuzz_image_decode" / "pixel-count-overflow-bcaf1ecf";
+  const std::string msg = decode_error(read_bytes(input));
+  EXPECT_NE(msg.find("above the limit"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--max-pixels"), std::string::npos) << msg;
+}
+
 TEST(ImageDecode, EveryFormatReportsHeaderDimensions) {
   MMSEARCH_REQUIRE_SHARED_DATA();
   const fs::path edge = kShared / "data" / "edge";
