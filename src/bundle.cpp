@@ -7,7 +7,9 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
+#include "json_number.h"
 #include "mmsearch/error.h"
 #include "mmsearch/hash.h"
 #include "mmsearch/translate.h"
@@ -29,6 +31,11 @@ T required(const json& object, const char* key, const std::string& origin,
   if (!object.is_object() || !object.contains(key)) {
     bad_manifest(origin, "missing field '" + prefix + key + "'");
   }
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!is_json_integer_of<T>(object.at(key))) {
+      bad_manifest(origin, "field '" + prefix + key + "' is not an integer in range");
+    }
+  }
   try {
     return object.at(key).get<T>();
   } catch (const json::exception&) {
@@ -36,14 +43,30 @@ T required(const json& object, const char* key, const std::string& origin,
   }
 }
 
+// An optional field: `fallback` when absent or null; a value of another type is an error too
+// (a typo such as "max_tokens": "35" must not silently mean the default).
 template <typename T>
-T optional_field(const json& object, const char* key, T fallback) {
+T optional_field(const json& object, const char* key, T fallback, const std::string& origin,
+                 const std::string& prefix = "") {
   if (!object.is_object() || !object.contains(key) || object.at(key).is_null()) return fallback;
-  try {
-    return object.at(key).get<T>();
-  } catch (const json::exception&) {
-    return fallback;
+  return required<T>(object, key, origin, prefix);
+}
+
+// {"[ENC]": 30522, ...}: every value an int64.
+std::map<std::string, std::int64_t> token_map(const json& object, const char* key,
+                                              const std::string& origin,
+                                              const std::string& prefix) {
+  std::map<std::string, std::int64_t> tokens;
+  if (!object.is_object() || !object.contains(key) || object.at(key).is_null()) return tokens;
+  const json& map = object.at(key);
+  if (!map.is_object()) bad_manifest(origin, "field '" + prefix + key + "' is not an object");
+  for (const auto& [name, id] : map.items()) {
+    if (!is_json_integer_of<std::int64_t>(id)) {
+      bad_manifest(origin, "field '" + prefix + key + "." + name + "' is not an integer");
+    }
+    tokens.emplace(name, id.get<std::int64_t>());
   }
+  return tokens;
 }
 
 // "1.13.0a0" -> {1, 13}; unparseable -> nullopt.
@@ -73,8 +96,8 @@ Manifest parse_manifest(const ManifestFile& file) {
   m.raw = j;
   m.name = file.name;
   m.family = file.family;
-  m.description = optional_field<std::string>(j, "description", "");
-  m.vision_encoder = optional_field<std::string>(j, "vision_encoder", "");
+  m.description = optional_field<std::string>(j, "description", "", origin);
+  m.vision_encoder = optional_field<std::string>(j, "vision_encoder", "", origin);
 
   const json& image = j.contains("image") ? j.at("image") : json();
   m.image.size = required<int>(image, "size", origin, "image.");
@@ -87,33 +110,35 @@ Manifest parse_manifest(const ManifestFile& file) {
     m.image.std[c] = stdev[c];
     if (!(stdev[c] > 0)) bad_manifest(origin, "image.std must be positive");
   }
-  m.image.resize = optional_field<std::string>(image, "resize", "pil-bicubic-squash");
+  m.image.resize =
+      optional_field<std::string>(image, "resize", "pil-bicubic-squash", origin, "image.");
   if (m.image.resize != "pil-bicubic-squash") {
     bad_manifest(origin, "unsupported image.resize '" + m.image.resize + "'");
   }
 
   const json& text = j.contains("text") ? j.at("text") : json();
   m.text.vocab_file = required<std::string>(text, "vocab", origin, "text.");
-  m.text.normalise = optional_field<std::string>(text, "normalise", "lavis-pre-caption");
+  m.text.normalise =
+      optional_field<std::string>(text, "normalise", "lavis-pre-caption", origin, "text.");
   if (m.text.normalise != "lavis-pre-caption" && m.text.normalise != "none") {
     bad_manifest(origin, "unsupported text.normalise '" + m.text.normalise + "'");
   }
-  m.text.max_words = optional_field<int>(text, "max_words", 50);
-  m.text.lowercase = optional_field<bool>(text, "lowercase", true);
-  m.text.max_tokens = optional_field<int>(text, "max_tokens", 35);
-  m.text.itm_max_tokens = optional_field<int>(text, "itm_max_tokens", m.text.max_tokens);
+  m.text.max_words = optional_field<int>(text, "max_words", 50, origin, "text.");
+  m.text.lowercase = optional_field<bool>(text, "lowercase", true, origin, "text.");
+  m.text.max_tokens = optional_field<int>(text, "max_tokens", 35, origin, "text.");
+  m.text.itm_max_tokens =
+      optional_field<int>(text, "itm_max_tokens", m.text.max_tokens, origin, "text.");
   if (m.text.max_tokens < 2 || m.text.max_tokens > 512) {
     bad_manifest(origin, "text.max_tokens out of range");
   }
   m.text.cls_token_id = required<std::int64_t>(text, "cls_token_id", origin, "text.");
   m.text.sep_token_id = required<std::int64_t>(text, "sep_token_id", origin, "text.");
   m.text.pad_token_id = required<std::int64_t>(text, "pad_token_id", origin, "text.");
-  m.text.unk_token_id = optional_field<std::int64_t>(text, "unk_token_id", 100);
+  m.text.unk_token_id = optional_field<std::int64_t>(text, "unk_token_id", 100, origin, "text.");
   if (text.contains("enc_token_id") && !text.at("enc_token_id").is_null()) {
     m.text.enc_token_id = required<std::int64_t>(text, "enc_token_id", origin, "text.");
   }
-  m.text.special_tokens =
-      optional_field<std::map<std::string, std::int64_t>>(text, "special_tokens", {});
+  m.text.special_tokens = token_map(text, "special_tokens", origin, "text.");
 
   const json& dims = j.contains("dims") ? j.at("dims") : json();
   m.dims.vision_tokens = required<int>(dims, "vision_tokens", origin, "dims.");
@@ -121,16 +146,21 @@ Manifest parse_manifest(const ManifestFile& file) {
   m.dims.image_tokens = required<int>(dims, "image_tokens", origin, "dims.");
   m.dims.hidden = required<int>(dims, "hidden", origin, "dims.");
   m.dims.embed = required<int>(dims, "embed", origin, "dims.");
-  m.dims.query_tokens = optional_field<int>(dims, "query_tokens", 0);
+  m.dims.query_tokens = optional_field<int>(dims, "query_tokens", 0, origin, "dims.");
+  if (m.dims.vision_tokens <= 0 || m.dims.vision_width <= 0 || m.dims.image_tokens <= 0 ||
+      m.dims.hidden <= 0 || m.dims.embed <= 0 || m.dims.query_tokens < 0) {
+    bad_manifest(origin, "dims must be positive");
+  }
   if (m.family == Family::kBlip2 && m.dims.query_tokens <= 0) {
     bad_manifest(origin, "dims.query_tokens must be positive for blip2");
   }
 
-  m.itm = optional_field<bool>(j, "itm", false);
+  m.itm = optional_field<bool>(j, "itm", false, origin);
   const json& similarity = j.contains("similarity") ? j.at("similarity") : json();
   const bool blip2 = m.family == Family::kBlip2;
   auto rule = [&](const char* key, ScoreRule fallback) {
-    const auto name = optional_field<std::string>(similarity, key, to_string(fallback));
+    const auto name =
+        optional_field<std::string>(similarity, key, to_string(fallback), origin, "similarity.");
     try {
       return score_rule_from_string(name);
     } catch (const Error& e) {
@@ -141,9 +171,9 @@ Manifest parse_manifest(const ManifestFile& file) {
       rule("text_image", blip2 ? ScoreRule::kMaxOverQueries : ScoreRule::kCls);
   m.similarity_image_image =
       rule("image_image", blip2 ? ScoreRule::kMeanOfQueries : ScoreRule::kCls);
-  m.weights_dtype = optional_field<std::string>(j, "weights_dtype", "fp32");
+  m.weights_dtype = optional_field<std::string>(j, "weights_dtype", "fp32", origin);
   m.source_kind = optional_field<std::string>(j.contains("source") ? j.at("source") : json(),
-                                              "kind", "unknown");
+                                              "kind", "unknown", origin, "source.");
 
   m.torch_version = required<std::string>(j, "torch_version", origin);
   const auto exported = major_minor(m.torch_version);

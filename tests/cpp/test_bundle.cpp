@@ -139,6 +139,36 @@ TEST_F(BundleTest, WrongTypesInTheCommonFieldsAreModelErrors) {
   }
 }
 
+// Found by fuzz_manifest: an integer field holding 1e300, 2^40 or 35.5 was converted out of
+// range (undefined behaviour), and a number beyond a double escaped as a JSON exception.
+TEST_F(BundleTest, NumbersOutOfRangeAreModelErrorsNamingTheField) {
+  const std::vector<std::pair<std::string, json>> cases = {{"1e300", json(1e300)},
+                                                           {"2^40", json(std::int64_t{1} << 40)},
+                                                           {"35.5", json(35.5)},
+                                                           {"negative", json(-3)}};
+  for (const auto& [label, value] : cases) {
+    json manifest = valid_manifest();
+    manifest["image"]["size"] = value;
+    const fs::path dir = make_bundle("range-" + label, manifest);
+    try {
+      Bundle::open(dir);
+      FAIL() << "expected an error for " << label;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kModel) << label << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("image.size"), std::string::npos) << e.what();
+    }
+  }
+  const fs::path dir = make_bundle("range-1e400", valid_manifest());
+  write_file(dir / "mmsearch.json", R"({"format": "mmsearch-bundle", "format_version": 1e400})");
+  try {
+    Bundle::open(dir);
+    FAIL() << "expected an error for 1e400";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kModel) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(BundleTest, NewerFormatVersionIsRefused) {
   json manifest = valid_manifest();
   manifest["format_version"] = mmsearch::kBundleFormatVersion + 1;
