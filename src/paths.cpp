@@ -47,10 +47,4 @@ std::string normalize_index_path(const std::filesystem::path& path) {
   return text;
 }
 
-bool is_gone_from_disk(const std::filesystem::path& path) {
-  std::error_code ec;
-  const bool exists = std::filesystem::exists(path, ec);
-  return !exists && !ec;
-}
-
 }  // namespace mmsearch

@@ -156,17 +156,6 @@ std::int64_t IndexStore::remove_paths(const std::string& model_id,
   return removed;
 }
 
-std::vector<std::string> IndexStore::remove_missing(const std::string& model_id,
-                                                    const std::filesystem::path& scope) {
-  std::vector<std::string> missing;
-  for (const auto& [path, state] : file_states(model_id, scope)) {
-    if (is_gone_from_disk(path)) missing.push_back(path);
-  }
-  std::sort(missing.begin(), missing.end());
-  remove_paths(model_id, missing);
-  return missing;
-}
-
 RemovedRows IndexStore::remove_model(const std::string& model_id) {
   Impl& s = *impl_;
   RemovedRows removed;
@@ -192,7 +181,7 @@ RemovedRows IndexStore::remove_model(const std::string& model_id) {
       sqlite::Statement live(s.db, "SELECT segment_row FROM files WHERE segment_id = ?1", what);
       segments.bind(1, *model);
       while (segments.step()) {
-        segment_files.push_back(s.segments_dir() / segments.text(1));
+        segment_files.push_back(s.store_file(segments.text(1)));
         const auto segment = s.segment(segments.text(1));
         std::vector<char> used(segment->header().items, 0);
         live.bind(1, segments.int64(0));
@@ -218,7 +207,7 @@ RemovedRows IndexStore::remove_model(const std::string& model_id) {
     if (s.has_ann()) {
       sqlite::Statement anns(s.db, "SELECT file_name FROM ann_indexes WHERE model = ?1", what);
       anns.bind(1, *model);
-      while (anns.step()) segment_files.push_back(s.segments_dir() / anns.text(0));
+      while (anns.step()) segment_files.push_back(s.store_file(anns.text(0)));
     }
     // Files (with captions and vectors), segments and indexes cascade from the model row.
     sqlite::Statement remove(s.db, "DELETE FROM models WHERE id = ?1", what);

@@ -53,7 +53,7 @@ std::shared_ptr<const AnnIndex> IndexStore::Impl::ann(std::int64_t model, Vector
   const std::string name = q.text(0);
   const auto it = mapped_anns.find(name);
   if (it != mapped_anns.end()) return it->second;
-  auto opened = AnnIndex::open(segments_dir() / name);
+  auto opened = AnnIndex::open(store_file(name));
   mapped_anns.emplace(name, opened);
   return opened;
 }
@@ -198,7 +198,7 @@ AnnInfo IndexStore::build_ann(const std::string& model_id, VectorKind kind, std:
     fs::remove(final_path, ec);
     throw;
   }
-  if (!replaced.empty()) fs::remove(s.segments_dir() / replaced, ec);
+  if (is_plain_file_name(replaced)) fs::remove(s.segments_dir() / replaced, ec);
   return *ann_info(model_id, kind);
 }
 
@@ -254,7 +254,7 @@ bool IndexStore::drop_ann(const std::string& model_id, VectorKind kind) {
   });
   if (name.empty()) return false;
   std::error_code ec;
-  fs::remove(s.segments_dir() / name, ec);
+  if (is_plain_file_name(name)) fs::remove(s.segments_dir() / name, ec);
   return true;
 }
 

@@ -42,6 +42,12 @@ inline void bind_scope(sqlite::Statement& q, const ScopeRange& range) {
   q.bind(2, range.exact).bind(3, range.low).bind(4, range.high);
 }
 
+// Whether a file name read from the database names a file in the segments folder itself.
+inline bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find_first_of(std::string("/\0", 2)) == std::string::npos;
+}
+
 // A fresh random name for a file beside the segments ("<16 hex><extension>").
 std::string random_store_file_name(const char* extension);
 // Throws Error(kIndex) when a segment's owner array names an item the segment does not hold.
@@ -94,6 +100,17 @@ struct IndexStore::Impl {
   // --- segments (store_segments.cpp) ---
   bool has_segments() const { return schema_version >= 3; }
   std::filesystem::path segments_dir() const;
+  // segments_dir() / name for a file name read from the database (a segment or an index).
+  // Throws Error(kIndex) for a name that is not a plain file name ("../x", "/x", "a/b", ""):
+  // a damaged or hostile store must never make mmsearch read, or delete, a file elsewhere.
+  std::filesystem::path store_file(const std::string& name) const {
+    if (!is_plain_file_name(name)) {
+      throw Error(ErrorKind::kIndex, where("open vector segment") +
+                                         ": the store names a segment '" + name +
+                                         "' outside its folder; it is damaged");
+    }
+    return segments_dir() / name;
+  }
   // The mapped segment `file_name`; throws Error(kIndex) when it is missing or damaged.
   std::shared_ptr<const SegmentFile> segment(const std::string& file_name) const;
   std::shared_ptr<const SegmentFile> segment_by_id(std::int64_t segment_id) const;

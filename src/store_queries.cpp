@@ -134,6 +134,17 @@ void IndexStore::visit_files(const std::string& model_id, const std::filesystem:
       rows.emplace_back(q.int64(0), std::move(file));
     }
     if (rows.empty()) return;
+    // Each page must end past the last: a damaged (model, path) index that hands back rows out
+    // of order would otherwise repeat the same page forever.
+    for (const auto& row : rows) {
+      if (!(row.second.state.path > after)) {
+        throw Error(ErrorKind::kIndex,
+                    s.where("visit files") +
+                        ": the index of file paths is out of order, so the store is damaged. "
+                        "Keep the file for recovery (sqlite3 FILE .recover) and re-index into a "
+                        "new store (MMSEARCH_HOME=NEW_FOLDER mmsearch index DIR)");
+      }
+    }
     after = rows.back().second.state.path;
     std::vector<IndexedFile> batch;
     batch.reserve(rows.size());

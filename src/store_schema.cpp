@@ -257,8 +257,13 @@ void prepare_location(const fs::path& path, bool read_only) {
 // is already in WAL mode (every store made by create_store_file is), and retried within the
 // busy timeout otherwise.
 void enable_wal(sqlite::Database& db, int busy_timeout_ms) {
-  sqlite::Statement mode(db, "PRAGMA journal_mode", "read journal mode");
-  if (mode.step() && mode.text(0) == "wal") return;
+  {
+    // Scoped: a statement left active keeps a read transaction open, and SQLite refuses to
+    // change the journal mode inside one ("cannot change into wal mode from within a
+    // transaction"), which failed every read-write open of a store not yet in WAL mode.
+    sqlite::Statement mode(db, "PRAGMA journal_mode", "read journal mode");
+    if (mode.step() && mode.text(0) == "wal") return;
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
   for (;;) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <thread>
 #include <unordered_map>
@@ -609,10 +610,15 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
 
   // --- the owners of the kept entries, ties by path then caption ---
   const auto owners_started = std::chrono::steady_clock::now();
-  sqlite::Statement owner(s.db,
-                          "SELECT id, path, category FROM files WHERE segment_id = ?1 AND "
-                          "segment_row = ?2",
-                          "search");
+  // Only a store with segments has the columns (a read-only open of an older store keeps its
+  // vectors in memory, with their owners).
+  std::optional<sqlite::Statement> owner;
+  if (s.has_segments()) {
+    owner.emplace(s.db,
+                  "SELECT id, path, category FROM files WHERE segment_id = ?1 AND "
+                  "segment_row = ?2",
+                  "search");
+  }
   sqlite::Statement caption(s.db,
                             "SELECT caption, caption_en FROM captions WHERE file_id = ?1 AND "
                             "caption_index = ?2",
@@ -630,15 +636,15 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     if (view.segment_id < 0) {
       match.owner = view.memory_owners[item];
     } else {
-      owner.bind(1, view.segment_id).bind(2, static_cast<std::int64_t>(item));
-      if (!owner.step()) {
-        owner.reset();
+      owner->bind(1, view.segment_id).bind(2, static_cast<std::int64_t>(item));
+      if (!owner->step()) {
+        owner->reset();
         continue;  // cannot happen inside the snapshot; never report an unowned vector
       }
-      match.owner.file_id = owner.int64(0);
-      match.owner.path = owner.text(1);
-      match.owner.category = owner.text(2);
-      owner.reset();
+      match.owner.file_id = owner->int64(0);
+      match.owner.path = owner->text(1);
+      match.owner.category = owner->text(2);
+      owner->reset();
       match.owner.caption_index = is_caption_kind(request.kind) ? caption_index : -1;
       caption.bind(1, match.owner.file_id)
           .bind(2, static_cast<std::int64_t>(std::max(caption_index, 0)));

@@ -79,7 +79,7 @@ fs::path IndexStore::Impl::segments_dir() const {
 std::shared_ptr<const SegmentFile> IndexStore::Impl::segment(const std::string& file_name) const {
   const auto it = mapped_segments.find(file_name);
   if (it != mapped_segments.end()) return it->second;
-  auto opened = SegmentFile::open(segments_dir() / file_name);
+  auto opened = SegmentFile::open(store_file(file_name));
   mapped_segments.emplace(file_name, opened);
   return opened;
 }
@@ -209,7 +209,7 @@ std::vector<fs::path> drop_empty_segments(IndexStore::Impl& s, std::int64_t mode
   sqlite::Statement q(s.db, "SELECT file_name FROM segments WHERE model = ?1 AND live_items <= 0",
                       "drop empty segments");
   q.bind(1, model);
-  while (q.step()) files.push_back(s.segments_dir() / q.text(0));
+  while (q.step()) files.push_back(s.store_file(q.text(0)));
   q.reset();
   sqlite::Statement del(s.db, "DELETE FROM segments WHERE model = ?1 AND live_items <= 0",
                         "drop empty segments");

@@ -8,6 +8,7 @@
 #include <limits>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define MMSEARCH_X86_KERNELS 1
 #endif
@@ -96,9 +97,16 @@ MMSEARCH_AVX2 float dot_i8_avx2(const std::int8_t* a, const float* b, int n) {
   return sum;
 }
 
+// F16C is read from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know
+// "f16c", so the project would not build with clang (the fuzz targets need it).
+bool has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 bool has_avx2() {
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                                __builtin_cpu_supports("f16c");
+  static const bool supported =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   return supported;
 }
 #endif

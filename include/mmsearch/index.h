@@ -246,11 +246,6 @@ class IndexStore {
   // Returns how many rows existed.
   std::int64_t remove_paths(const std::string& model_id, const std::vector<std::string>& paths);
 
-  // Removes the files of `model_id` under `scope` whose path no longer exists on disk (as
-  // std::filesystem::exists sees it). Returns the removed paths, sorted.
-  std::vector<std::string> remove_missing(const std::string& model_id,
-                                          const std::filesystem::path& scope);
-
   // Removes everything of one model (its files with their captions and vectors, and the model
   // id itself) in one transaction, e.g. for a bundle that no longer exists; other models are
   // untouched. A model the store does not hold removes nothing. The file does not shrink by

@@ -20,9 +20,4 @@ std::filesystem::path default_index_path();
 // Error(kUsage) when the path cannot be made absolute.
 std::string normalize_index_path(const std::filesystem::path& path);
 
-// True when `path` is known to be gone: it does not exist and asking raised no error. An error
-// (e.g. no permission on a parent folder) is no proof, so such a file counts as still there and
-// keeps its place in the index.
-bool is_gone_from_disk(const std::filesystem::path& path);
-
 }  // namespace mmsearch

@@ -189,23 +189,6 @@ TEST(IndexStore, ContentHashReuse) {
             "/p/renamed.jpg");
 }
 
-TEST(IndexStore, RemoveMissingKeepsFilesThatExist) {
-  const fs::path dir = fresh_dir("missing");
-  fs::create_directories(dir / "photos");
-  std::ofstream(dir / "photos" / "kept.jpg") << "x";
-  IndexStore store(dir / "index.sqlite3");
-  const std::string kept = (dir / "photos" / "kept.jpg").string();
-  const std::string gone = (dir / "photos" / "gone.jpg").string();
-  const std::string outside = (dir / "other" / "gone.jpg").string();
-  store.upsert_batch("m", {make_file(kept, 1), make_file(gone, 2), make_file(outside, 3)});
-  EXPECT_EQ(store.remove_missing("m", dir / "photos"), std::vector<std::string>{gone});
-  EXPECT_TRUE(store.find_file("m", kept).has_value());
-  EXPECT_FALSE(store.find_file("m", gone).has_value());
-  EXPECT_TRUE(store.find_file("m", outside).has_value());  // outside the scope: untouched
-  // Its vectors and captions went with it (foreign-key cascade).
-  EXPECT_EQ(store.load_vectors("m", dir / "photos", VectorKind::kTextProj).embeddings.count, 1);
-}
-
 TEST(IndexStore, RejectsBadShapesWithoutWritingAnything) {
   const fs::path dir = fresh_dir("shapes");
   IndexStore store(dir / "index.sqlite3");

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "fresh_dir.h"
@@ -289,4 +290,69 @@ TEST(StoreSchema, DamagedVectorShapesAreCorruptNotAnAllocation) {
     EXPECT_EQ(kind, ErrorKind::kIndex);
     EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
   }
+}
+
+// Found by fuzz_store: search on a read-only open of a store older than schema 3 prepared a
+// query of the segment columns that store does not have ("no such column: segment_id").
+TEST(StoreSchema, ReadOnlyOpenSearchesAV1Store) {
+  const fs::path path = released_v1_store("read_only_search", false);
+  const IndexStore reader(path, IndexStore::Mode::kReadOnly);
+  SearchRequest request;
+  request.kind = VectorKind::kImageProj;
+  request.k = 5;
+  SearchTerm term;
+  term.query = {1, 1, 2, {1.0f, 0.0f}};
+  request.terms.push_back(term);
+  const SearchResult result = reader.search("blip@1", "/p", request);
+  ASSERT_EQ(result.matches.size(), 2u);
+  EXPECT_EQ(result.matches[0].owner.path, "/p/b.jpg");  // 3 > 1
+  EXPECT_FLOAT_EQ(result.matches[0].score, 3.0f);
+  EXPECT_EQ(result.matches[1].owner.path, "/p/a.jpg");
+  EXPECT_EQ(result.matches[1].owner.caption, "lasagne");
+  EXPECT_EQ(stored_version(path), "1");
+}
+
+// Found by fuzz_store: a read-write open of a store whose journal is not WAL (an older or
+// copied store, or one set to another mode by a tool) failed with "enable WAL: cannot change
+// into wal mode from within a transaction", because the statement reading the mode was still
+// open.
+TEST(StoreSchema, ReadWriteOpenSwitchesAStoreOutOfRollbackJournalMode) {
+  const fs::path path = released_v1_store("journal_delete", false);
+  exec(path, "PRAGMA journal_mode = DELETE");
+  ASSERT_EQ(query_text(path, "PRAGMA journal_mode"), "delete");
+  {
+    IndexStore store(path);
+    EXPECT_EQ(store.schema_version(), IndexStore::kSchemaVersion);
+    expect_v1_rows_intact(store);
+  }
+  EXPECT_EQ(query_text(path, "PRAGMA journal_mode"), "wal");
+}
+
+// A damaged or hostile store naming a segment outside its folder ("../x") must never make a
+// read open that file, nor a write delete it (the segment's file is deleted with its model).
+TEST(StoreSchema, SegmentNamesOutsideTheSegmentsFolderAreRefused) {
+  const fs::path dir = fresh_test_dir("store_schema", "segment_escape");
+  const fs::path path = dir / "index.sqlite3";
+  {
+    IndexStore store(path);
+    IndexedFile file;
+    file.state = {"/p/a.jpg", 1, 2, "xxh64:0000000000000001"};
+    file.vectors.push_back({VectorKind::kImageProj, -1, 1, 2, {1.0f, 0.0f}});
+    store.upsert_batch("m@1", {file});
+  }
+  const fs::path victim = dir / "victim.seg";
+  std::ofstream(victim) << "keep me";
+  exec(path, "UPDATE segments SET file_name = '../victim.seg'");
+
+  IndexStore store(path);
+  SearchRequest request;
+  request.kind = VectorKind::kImageProj;
+  SearchTerm term;
+  term.query = {1, 1, 2, {1.0f, 0.0f}};
+  request.terms.push_back(term);
+  const auto [kind, message] = test_support::error_of([&] { store.search("m@1", "/p", request); });
+  EXPECT_EQ(kind, ErrorKind::kIndex);
+  EXPECT_NE(message.find("outside its folder"), std::string::npos) << message;
+  EXPECT_EQ(test_support::error_of([&] { store.remove_model("m@1"); }).first, ErrorKind::kIndex);
+  EXPECT_TRUE(fs::exists(victim));
 }
