@@ -7,17 +7,34 @@
 #   --all adds blip2-pretrain (EVA ViT-g, ~8 GB of bundle, slow); the default run takes under
 #   20 minutes on 2 cores. The table goes to stdout and to $BUILD_DIR/bench/index-speed.md.
 # Run it on a quiet machine: every ratio in the table compares numbers from this run only.
+# scripts/bench.sh --soak [SECONDS] [bench_soak.py options] runs the concurrency soak instead
+#   (issue 12; default 600 s, tiny bundles): errors, lost rows, integrity, query latency.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 PY=/usr/bin/python3
+
+if [[ "${1:-}" == "--soak" ]]; then
+  shift
+  SOAK_SECONDS=600
+  if [[ "${1:-}" =~ ^[0-9]+([.][0-9]+)?$ ]]; then SOAK_SECONDS="$1"; shift; fi
+  scripts/setup.sh --no-build
+  BUILD_DIR="${MMSEARCH_BUILD_DIR:-$ROOT/build}"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target mmsearch >&2
+  scripts/make_test_bundles.sh "$BUILD_DIR/test-models"
+  mkdir -p "$BUILD_DIR/bench"
+  exec "$PY" tests/bench/bench_soak.py --bin "$BUILD_DIR/mmsearch" \
+    --models "$BUILD_DIR/test-models" --seconds "$SOAK_SECONDS" \
+    --json-out "$BUILD_DIR/bench/soak.json" "$@"
+fi
 
 MODELS=(blip-base blip2-vitL)
 for arg in "$@"; do
   case "$arg" in
     --all) MODELS+=(blip2-pretrain) ;;
     --only|--no-python) ;;
-    -h|--help) sed -n 2,9p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n 2,11p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   esac
 done
 for ((i = 1; i <= $#; i++)); do
