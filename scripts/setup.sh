@@ -12,6 +12,7 @@ PACKAGES=(
   libicu-dev libsqlite3-dev libssl-dev libcsv-dev libxxhash-dev libfaiss-dev
   libgif-dev libexif-dev libopencv-contrib-dev libfontconfig-dev fonts-noto-cjk
   googletest libgtest-dev
+  clang libclang-rt-14-dev ccache
   python3-torch python3-torchvision python3-pil python3-numpy python3-pytest
   python3-sentencepiece python3-tqdm
 )

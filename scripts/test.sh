@@ -33,5 +33,9 @@ status=0
 
 "$PY" -m pytest -q -p no:cacheprovider tests/python "${EXTRA_PYTEST[@]}" || status=$?
 
+# The libFuzzer targets, 20 s each with ASan + UBSan, from the seed corpora (their own clang
+# build in build-fuzz; docs/FUZZING.md). A crash fails the run and names the saved input.
+MMSEARCH_SHARED_DIR="${MMSEARCH_SHARED_DIR:-$ROOT/../shared}" scripts/fuzz.sh 20 || status=$?
+
 if [[ $status -ne 0 ]]; then echo "test.sh: FAILED (status $status)" >&2; fi
 exit $status

@@ -28,21 +28,4 @@ elseif(TARGET test_image)
                   "will fail (apt-get install python3-pil python3-numpy)")
 endif()
 
-# libFuzzer target for the decoders (tests/fuzz/fuzz_image_decode.cpp). Only with
-# -DMMSEARCH_FUZZ=ON and clang; compiles the image sources itself so nothing else (libtorch)
-# needs instrumenting. Run for example:
-#   build/tests/fuzz_image_decode -max_total_time=120 -rss_limit_mb=4096 corpus_dir
-if(MMSEARCH_FUZZ)
-  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
-    message(FATAL_ERROR "MMSEARCH_FUZZ needs clang (e.g. CXX=clang++-14), not ${CMAKE_CXX_COMPILER_ID}")
-  endif()
-  file(GLOB MMSEARCH_IMAGE_SOURCES ${PROJECT_SOURCE_DIR}/src/image*.cpp)
-  add_executable(fuzz_image_decode ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_image_decode.cpp
-                                   ${MMSEARCH_IMAGE_SOURCES})
-  target_include_directories(fuzz_image_decode PRIVATE ${PROJECT_SOURCE_DIR}/include)
-  target_compile_options(fuzz_image_decode PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined
-    -fno-sanitize-recover=undefined)
-  target_link_options(fuzz_image_decode PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(fuzz_image_decode PRIVATE ${OpenCV_LIBS} PkgConfig::LIBJPEG PkgConfig::LIBPNG
-                                                  GIF::GIF PkgConfig::LIBEXIF)
-endif()
+# The decoders' libFuzzer target (tests/fuzz/fuzz_image_decode.cpp) is wired in fuzz.cmake.
