@@ -162,7 +162,8 @@ void verify_bundle_files(const fs::path& dir, const std::map<std::string, std::s
     fs::create_directories(cache_file.parent_path(), ec);
     const fs::path temporary = cache_file.string() + ".tmp";
     std::ofstream out(temporary);
-    out << cache.dump(1);
+    // A bundle folder whose path is not UTF-8 is only re-hashed each time, never an error.
+    out << cache.dump(1, ' ', false, json::error_handler_t::replace);
     out.close();
     if (out) fs::rename(temporary, cache_file, ec);
   }

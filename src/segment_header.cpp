@@ -146,7 +146,10 @@ std::vector<std::uint8_t> serialize_segment_prefix(const SegmentHeader& header) 
                            {"block_rows", a.block_rows},
                            {"checksums_offset", a.checksums_offset}});
   }
-  const std::string text = j.dump();
+  // The model id is a label here (the database is what links a segment to its model). A
+  // damaged store may hand over bytes that are not UTF-8 (found by fuzz_store), which must not
+  // stop the segment from being written.
+  const std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::vector<std::uint8_t> out(kPrefixBytes + text.size() + sizeof(std::uint64_t));
   std::memcpy(out.data(), kMagic, sizeof kMagic);
   const std::uint32_t version = SegmentHeader::kFormatVersion;
