@@ -1,8 +1,8 @@
 """Messages and report edge cases a hostile tester found unclear or wrong (issue 12): result
 files that cannot be written, modules of other dimensions under --no-verify, a bundle changed
 behind the verify cache's back, tables of non-ASCII text, a folder indexed by two models,
-`eval` on one image, `simmatrix --kind all` without captions, and a --rebuild under a pixel
-limit that every file fails.
+`eval` on one image, `simmatrix --kind all` without captions, a --rebuild under a pixel
+limit that every file fails, an unknown MMSEARCH_DEFAULT_MODEL and a relative MMSEARCH_HOME.
 """
 import csv
 import json
@@ -323,3 +323,33 @@ def test_refused_images_are_reported_once_without_library_chatter(run, tmp_path,
                and "with blip-base:" not in line]
     assert chatter == [], chatter
     assert not any("OpenCV" in line or "imdecode" in line or "TIFF" in line for line in lines)
+
+
+def test_an_unknown_default_model_from_the_environment_says_where_the_name_came_from(run,
+                                                                                    tmp_path):
+    photos = tmp_path / "photos"
+    save_image(photos / "red.png", "red", seed=0)
+    env = {"MMSEARCH_DEFAULT_MODEL": "no-such-model"}
+    proc = run("index", photos, env=env)
+    assert proc.returncode == EXIT_MODEL, proc.stderr
+    assert "no-such-model" in proc.stderr, proc.stderr
+    assert "MMSEARCH_DEFAULT_MODEL" in proc.stderr and "--model" in proc.stderr, proc.stderr
+    # --model wins over the variable.
+    run("index", photos, "--model", "blip-base", env=env, check=EXIT_OK)
+    # A plain query of an indexed folder answers with the model that indexed it.
+    proc = run("query", "--in", photos, "--text", "red", "--json", env=env, check=EXIT_OK)
+    assert json.loads(proc.stdout)["model"].startswith("blip-base"), proc.stdout
+
+
+def test_a_relative_mmsearch_home_is_taken_from_the_current_folder(run, tmp_path):
+    photos = tmp_path / "photos"
+    save_image(photos / "red.png", "red", seed=0)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"MMSEARCH_HOME": "relative-home", "HOME": str(tmp_path / "user")}
+    run("index", photos, "--model", "blip-base", env=env, cwd=work, check=EXIT_OK)
+    assert (work / "relative-home" / "index.sqlite3").is_file()
+    assert not (tmp_path / "user" / ".local").exists()  # not replaced by ~/.local/share
+    proc = run("query", "--in", photos, "--text", "red", "--json", env=env, cwd=work,
+               check=EXIT_OK)
+    assert [Path(r["path"]).name for r in json.loads(proc.stdout)["results"]] == ["red.png"]
