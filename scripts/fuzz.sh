@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS, one after
-# the other, then prints a table: target, seconds, execs, exec/s, coverage (cov / ft from
+# the other, then prints a table: target, seconds it ran, execs, exec/s, coverage (cov / ft from
 # libFuzzer's last status line), corpus size, crashes. Exits 1 when any target crashed (or
 # leaked, timed out, ran out of memory, or failed to start), naming the saved input.
 #
@@ -107,11 +107,13 @@ for t in "${TARGETS[@]}"; do
     continue
   fi
   echo "fuzz.sh: $t for $SECONDS_EACH s" >&2
+  started=$(date +%s)
   # shellcheck disable=SC2046
   MMSEARCH_SHARED_DIR="$SHARED_DIR" nice -n 10 "$BUILD/tests/$t" $(options_for "$t") \
     -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$out/" "$work" >"$out/log" 2>&1
   rc=$?
+  ran=$(($(date +%s) - started))  # less than SECONDS when a crash stopped the target
   status_line=$(grep -E '^#[0-9]+.*cov: ' "$out/log" | tail -1)
   cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$status_line")
   ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$status_line")
@@ -127,7 +129,7 @@ for t in "${TARGETS[@]}"; do
     failed+=("$t: exit $rc, input(s): ${artifacts:-none saved}; log $out/log")
     grep -E 'ERROR: |SUMMARY: |runtime error|==ABORTING|deadly signal' "$out/log" | head -5 >&2
   fi
-  rows+=("$t|$SECONDS_EACH|${execs:-?}|${rate:-?}|${cov:-?}|${ft:-?}|$corpus|$crashes")
+  rows+=("$t|$ran|${execs:-?}|${rate:-?}|${cov:-?}|${ft:-?}|$corpus|$crashes")
 done
 
 printf '\n%-20s %8s %11s %8s %7s %7s %7s %8s\n' TARGET SECONDS EXECS "EXEC/S" COV FT CORPUS CRASHES

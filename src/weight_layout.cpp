@@ -3,6 +3,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "json_number.h"
 #include "mmsearch/error.h"
 
 namespace fs = std::filesystem;
@@ -18,6 +19,13 @@ std::size_t aligned(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; 
 [[noreturn]] void bad_file(const fs::path& origin, const std::string& why) {
   throw Error(ErrorKind::kModel,
               origin.string() + ": " + why + "; re-export the bundle (scripts/export_models.py)");
+}
+
+// A JSON integer that T holds (json_number.h): a float such as 5e75 must not be converted.
+template <typename T>
+T integer(const nlohmann::json& value, const fs::path& origin, const std::string& what) {
+  if (!is_json_integer_of<T>(value)) bad_file(origin, what + " is not an integer in range");
+  return value.get<T>();
 }
 
 std::size_t item_bytes(const std::string& dtype) {
@@ -52,8 +60,11 @@ WeightLayout parse_weight_layout(const void* data, std::size_t size, const fs::p
   WeightLayout layout;
   try {
     for (const auto& [name, e] : header.at("tensors").items()) {
-      WeightEntry entry{e.at("dtype").get<std::string>(),
-                        e.at("shape").get<std::vector<std::int64_t>>(), 0, 0};
+      WeightEntry entry{e.at("dtype").get<std::string>(), {}, 0, 0};
+      if (!e.at("shape").is_array()) bad_file(origin, "tensor " + name + " has a bad shape");
+      for (const auto& dim : e.at("shape")) {
+        entry.shape.push_back(integer<std::int64_t>(dim, origin, "a dimension of " + name));
+      }
       const std::size_t item = item_bytes(entry.dtype);
       if (item == 0) bad_file(origin, "tensor " + name + " has an unknown dtype");
       std::size_t count = 1;
@@ -63,8 +74,8 @@ WeightLayout parse_weight_layout(const void* data, std::size_t size, const fs::p
         }
         count *= static_cast<std::size_t>(dim);
       }
-      const auto offset = e.at("offset").get<std::uint64_t>();
-      entry.bytes = e.at("bytes").get<std::uint64_t>();
+      const auto offset = integer<std::uint64_t>(e.at("offset"), origin, "the offset of " + name);
+      entry.bytes = integer<std::uint64_t>(e.at("bytes"), origin, "the size of " + name);
       if (entry.bytes != count * item || offset % kAlign != 0 || data_start > size ||
           offset > size - data_start || entry.bytes > size - data_start - offset) {
         bad_file(origin, "tensor " + name + " lies outside the file or has the wrong size");

@@ -146,6 +146,12 @@ TEST(WeightFile, DamageIsAModelErrorNamingTheFile) {
                    })});
   cases.push_back({"unknown name", with([](json& h) { h["modules"]["image"] = {"zzz"}; })});
   cases.push_back({"wrong type", with([](json& h) { h["tensors"]["a.weight"]["shape"] = "2x2"; })});
+  // Found by fuzz_weight_layout: numbers that are not integers were converted out of range.
+  cases.push_back({"float offset", with([](json& h) { h["tensors"]["b.bias"]["offset"] = 5e75; })});
+  cases.push_back({"float bytes", with([](json& h) { h["tensors"]["b.bias"]["bytes"] = 12.5; })});
+  cases.push_back({"float dim", with([](json& h) {
+                     h["tensors"]["a.weight"]["shape"] = {2.0, 1e300};
+                   })});
   for (const auto& [what, bytes] : cases) {
     const fs::path path = dir / (what + ".bin");
     test_support::write_file(path, bytes);
