@@ -77,7 +77,10 @@ void SegmentBuilder::add_kind(VectorKind kind, VectorEncoding encoding, int vect
   std::vector<float> values(static_cast<std::size_t>(rows) * dim);
   std::vector<std::int32_t> owners(2 * n);
   for (std::int64_t e = 0; e < n; ++e) {
-    std::memcpy(values.data() + e * entry_floats, entries[e].values, entry_floats * sizeof(float));
+    if (entry_floats > 0) {  // memcpy of a null vector's data is undefined even for 0 bytes
+      std::memcpy(values.data() + e * entry_floats, entries[e].values,
+                  entry_floats * sizeof(float));
+    }
     owners[2 * e] = entries[e].item;
     owners[2 * e + 1] = entries[e].caption_index;
   }

@@ -48,6 +48,19 @@ inline bool is_plain_file_name(const std::string& name) {
          name.find_first_of(std::string("/\0", 2)) == std::string::npos;
 }
 
+// The floats of an inline vector block (stores older than schema 3) of `rows` x `cols` held
+// in `bytes`, or nullopt for a damaged shape: checked before anything is sized by it. No store
+// writes an empty block; one of 0 rows reached the segment writer as no values (fuzz_store),
+// and a count past int's range must not wrap around into a plausible one.
+inline std::optional<std::size_t> inline_block_floats(std::int64_t rows, std::int64_t cols,
+                                                      std::size_t bytes) {
+  constexpr std::int64_t kMaxSide = std::int64_t{1} << 24;
+  if (rows < 1 || cols < 1 || rows > kMaxSide || cols > kMaxSide) return std::nullopt;
+  const auto n = static_cast<std::size_t>(rows * cols);
+  if (bytes != n * sizeof(float)) return std::nullopt;
+  return n;
+}
+
 // A fresh random name for a file beside the segments ("<16 hex><extension>").
 std::string random_store_file_name(const char* extension);
 // Throws Error(kIndex) when a segment's owner array names an item the segment does not hold.

@@ -42,14 +42,13 @@ void IndexStore::Impl::read_captions_and_vectors(std::int64_t file_id, IndexedFi
     StoredVectors v;
     v.kind = vector_kind_from_string(vectors.text(0));
     v.caption_index = static_cast<int>(vectors.int64(1));
+    const auto n = inline_block_floats(vectors.int64(2), vectors.int64(3), vectors.bytes(4));
+    if (!n)
+      throw Error(ErrorKind::kIndex, s.where("vectors of " + file.state.path + " are corrupt"));
     v.rows = static_cast<int>(vectors.int64(2));
     v.cols = static_cast<int>(vectors.int64(3));
-    const std::size_t n = static_cast<std::size_t>(std::max(v.rows, 0)) * std::max(v.cols, 0);
-    if (v.rows < 0 || v.cols < 0 || vectors.bytes(4) != n * sizeof(float)) {
-      throw Error(ErrorKind::kIndex, s.where("vectors of " + file.state.path + " are corrupt"));
-    }
-    v.values.resize(n);
-    if (n > 0) std::memcpy(v.values.data(), vectors.blob(4), n * sizeof(float));
+    v.values.resize(*n);
+    std::memcpy(v.values.data(), vectors.blob(4), *n * sizeof(float));
     file.vectors.push_back(std::move(v));
   }
 }
@@ -225,14 +224,12 @@ LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
   loaded.owners.reserve(static_cast<std::size_t>(expected_rows));
   Embeddings& e = loaded.embeddings;
   while (q.step()) {
+    const std::string path = q.text(1);
+    const auto floats = inline_block_floats(q.int64(6), q.int64(7), q.bytes(8));
+    if (!floats) throw Error(ErrorKind::kIndex, s.where("vectors of " + path + " are corrupt"));
+    const std::size_t n = *floats;
     const int rows = static_cast<int>(q.int64(6));
     const int cols = static_cast<int>(q.int64(7));
-    const std::string path = q.text(1);
-    // Checked before anything is sized by them: a damaged rows or cols must not allocate.
-    const std::size_t n = static_cast<std::size_t>(std::max(rows, 0)) * std::max(cols, 0);
-    if (rows <= 0 || cols <= 0 || q.bytes(8) != n * sizeof(float)) {
-      throw Error(ErrorKind::kIndex, s.where("vectors of " + path + " are corrupt"));
-    }
     if (e.count == 0) {
       e.vectors_per_item = rows;
       e.dim = cols;

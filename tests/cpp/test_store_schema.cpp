@@ -280,7 +280,10 @@ TEST(StoreSchema, DamagedVectorShapesAreCorruptNotAnAllocation) {
   for (const char* damage : {"UPDATE vectors SET rows = 2147483647 WHERE file_id = 1",
                              "UPDATE vectors SET cols = 2147483647 WHERE file_id = 1",
                              "UPDATE vectors SET rows = -5 WHERE file_id = 2",
-                             "UPDATE vectors SET rows = 0 WHERE file_id = 1"}) {
+                             "UPDATE vectors SET rows = 0 WHERE file_id = 1",
+                             // an empty block (fuzz_store), and a count that wraps around int
+                             "UPDATE vectors SET rows = 0, data = x'' WHERE file_id = 1",
+                             "UPDATE vectors SET rows = 4294967297 WHERE file_id = 1"}) {
     SCOPED_TRACE(damage);
     const fs::path path = released_v1_store("damaged-shape", false);
     exec(path, damage);
