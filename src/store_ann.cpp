@@ -53,7 +53,15 @@ std::shared_ptr<const AnnIndex> IndexStore::Impl::ann(std::int64_t model, Vector
   const std::string name = q.text(0);
   const auto it = mapped_anns.find(name);
   if (it != mapped_anns.end()) return it->second;
-  auto opened = AnnIndex::open(store_file(name));
+  const fs::path path = store_file(name);
+  std::shared_ptr<const AnnIndex> opened;
+  try {
+    opened = AnnIndex::open(path);
+  } catch (const Error& e) {
+    std::error_code ec;
+    if (!fs::exists(path, ec) && !ec) throw VanishedStoreFile(e.kind(), e.what());
+    throw;
+  }
   mapped_anns.emplace(name, opened);
   return opened;
 }
@@ -288,7 +296,14 @@ std::optional<AnnInfo> IndexStore::refresh_ann(const std::string& model_id) {
 
 std::vector<IndexedFile> IndexStore::sample_files(const std::string& model_id, std::int64_t count,
                                                   std::uint64_t seed) const {
-  const Impl& s = *impl_;
+  return read_again_if_a_file_vanished(
+      [&] { return impl_->sample_files_once(model_id, count, seed); });
+}
+
+std::vector<IndexedFile> IndexStore::Impl::sample_files_once(const std::string& model_id,
+                                                             std::int64_t count,
+                                                             std::uint64_t seed) const {
+  const Impl& s = *this;
   std::vector<IndexedFile> out;
   ReadSnapshot snapshot(s.db);
   const auto model = s.model_row(model_id);

@@ -66,6 +66,29 @@ std::string random_store_file_name(const char* extension);
 // Throws Error(kIndex) when a segment's owner array names an item the segment does not hold.
 void check_owner_item(const SegmentFile& segment, std::int64_t item);
 
+// A segment or index file that a reader's snapshot names but that is gone. A writer that
+// committed after the snapshot began may have deleted it (its last live row was replaced, or a
+// merge moved its rows), before the reader mapped it: a race, not damage (found by the soak).
+// The read runs again on a fresh snapshot (read_again_if_a_file_vanished); a file that stays
+// missing is damage, and the message says so.
+class VanishedStoreFile : public Error {
+ public:
+  using Error::Error;
+};
+
+// Runs `read` (which takes its own snapshot) and runs it again, up to 3 more times, when a file
+// it needed vanished under it.
+template <typename Read>
+auto read_again_if_a_file_vanished(Read&& read) -> decltype(read()) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return read();
+    } catch (const VanishedStoreFile&) {
+      if (attempt == 4) throw;
+    }
+  }
+}
+
 // A read snapshot: every SELECT until the end sees one committed state of the store.
 class ReadSnapshot {
  public:
@@ -155,6 +178,13 @@ struct IndexStore::Impl {
   // Fills `file` (state and category already set) with the captions and vectors of row
   // file_id (store_queries.cpp).
   void read_captions_and_vectors(std::int64_t file_id, IndexedFile& file) const;
+  // The same, outside a snapshot: read again when its segment vanished between the reads.
+  void read_captions_and_vectors_again_if_vanished(std::int64_t file_id, IndexedFile& file) const;
+  // The bodies of IndexStore::load_vectors and sample_files, run again when a segment vanished.
+  LoadedVectors load_vectors_once(const std::string& model_id, const std::filesystem::path& scope,
+                                  VectorKind kind) const;
+  std::vector<IndexedFile> sample_files_once(const std::string& model_id, std::int64_t count,
+                                             std::uint64_t seed) const;
 
   // models.id of a model id, nullopt when the store does not hold it. Looked up on every call
   // rather than cached: another process may remove a model (and SQLite may then hand its id to

@@ -53,6 +53,15 @@ void IndexStore::Impl::read_captions_and_vectors(std::int64_t file_id, IndexedFi
   }
 }
 
+void IndexStore::Impl::read_captions_and_vectors_again_if_vanished(std::int64_t file_id,
+                                                                   IndexedFile& file) const {
+  read_again_if_a_file_vanished([&] {
+    file.captions.clear();
+    file.vectors.clear();
+    read_captions_and_vectors(file_id, file);
+  });
+}
+
 std::optional<FileState> IndexStore::find_file(const std::string& model_id,
                                                const std::filesystem::path& path) const {
   const Impl& s = *impl_;
@@ -102,7 +111,7 @@ std::optional<IndexedFile> IndexStore::find_by_content_hash(const std::string& m
   IndexedFile file;
   file.state = file_state(q, 1);
   file.category = q.text(5);
-  s.read_captions_and_vectors(q.int64(0), file);
+  s.read_captions_and_vectors_again_if_vanished(q.int64(0), file);
   return file;
 }
 
@@ -148,7 +157,7 @@ void IndexStore::visit_files(const std::string& model_id, const std::filesystem:
     std::vector<IndexedFile> batch;
     batch.reserve(rows.size());
     for (auto& [id, file] : rows) {
-      s.read_captions_and_vectors(id, file);
+      s.read_captions_and_vectors_again_if_vanished(id, file);
       batch.push_back(std::move(file));
     }
     const bool last = batch.size() < batch_size;
@@ -261,7 +270,14 @@ LoadedVectors IndexStore::Impl::load_inline_vectors(std::int64_t model_row,
 
 LoadedVectors IndexStore::load_vectors(const std::string& model_id,
                                        const std::filesystem::path& scope, VectorKind kind) const {
-  const Impl& s = *impl_;
+  return read_again_if_a_file_vanished(
+      [&] { return impl_->load_vectors_once(model_id, scope, kind); });
+}
+
+LoadedVectors IndexStore::Impl::load_vectors_once(const std::string& model_id,
+                                                  const std::filesystem::path& scope,
+                                                  VectorKind kind) const {
+  const Impl& s = *this;
   const auto model = s.model_row(model_id);
   if (!model) return {};
   if (!s.has_segments()) return s.load_inline_vectors(*model, scope, kind);

@@ -198,11 +198,9 @@ struct Scored {
   std::vector<float> term_scores;
 };
 
-}  // namespace
-
-SearchResult IndexStore::search(const std::string& model_id, const fs::path& scope_path,
-                                const SearchRequest& request) const {
-  const Impl& s = *impl_;
+// One search in one snapshot (IndexStore::search runs it again if a segment vanished).
+SearchResult search_once(const IndexStore::Impl& s, const std::string& model_id,
+                         const fs::path& scope_path, const SearchRequest& request) {
   if (request.terms.empty()) throw Error(ErrorKind::kUsage, "a search needs at least one term");
   if (request.k < 0) throw Error(ErrorKind::kUsage, "k must not be negative");
   double weight_sum = 0.0;
@@ -666,6 +664,14 @@ SearchResult IndexStore::search(const std::string& model_id, const fs::path& sco
     result.matches.resize(request.k);
   result.owners_ms = ms_since(owners_started);
   return result;
+}
+
+}  // namespace
+
+SearchResult IndexStore::search(const std::string& model_id, const fs::path& scope_path,
+                                const SearchRequest& request) const {
+  return read_again_if_a_file_vanished(
+      [&] { return search_once(*impl_, model_id, scope_path, request); });
 }
 
 }  // namespace mmsearch

@@ -79,7 +79,15 @@ fs::path IndexStore::Impl::segments_dir() const {
 std::shared_ptr<const SegmentFile> IndexStore::Impl::segment(const std::string& file_name) const {
   const auto it = mapped_segments.find(file_name);
   if (it != mapped_segments.end()) return it->second;
-  auto opened = SegmentFile::open(store_file(file_name));
+  const fs::path path = store_file(file_name);
+  std::shared_ptr<const SegmentFile> opened;
+  try {
+    opened = SegmentFile::open(path);
+  } catch (const Error& e) {
+    std::error_code ec;
+    if (!fs::exists(path, ec) && !ec) throw VanishedStoreFile(e.kind(), e.what());
+    throw;
+  }
   mapped_segments.emplace(file_name, opened);
   return opened;
 }
@@ -87,10 +95,11 @@ std::shared_ptr<const SegmentFile> IndexStore::Impl::segment(const std::string& 
 std::shared_ptr<const SegmentFile> IndexStore::Impl::segment_by_id(std::int64_t segment_id) const {
   sqlite::Statement q(db, "SELECT file_name FROM segments WHERE id = ?1", "find segment");
   q.bind(1, segment_id);
-  if (!q.step()) {
-    throw Error(ErrorKind::kIndex, where("segment " + std::to_string(segment_id) +
-                                         " is named by a file but missing; the store is "
-                                         "damaged: re-index with --rebuild"));
+  if (!q.step()) {  // deleted since the file's row was read, or damage if it stays so
+    throw VanishedStoreFile(ErrorKind::kIndex,
+                            where("segment " + std::to_string(segment_id) +
+                                  " is named by a file but missing; the store is "
+                                  "damaged: re-index with --rebuild"));
   }
   return segment(q.text(0));
 }
@@ -291,24 +300,30 @@ void IndexStore::Impl::after_write(std::int64_t model, const std::string& model_
     };
     std::vector<Moved> moved;
     std::map<VectorKind, VectorEncoding> encodings;
-    for (const SegmentRow& row : merge) {
-      sqlite::Statement q(db,
-                          "SELECT id, path, segment_row FROM files WHERE segment_id = ?1 "
-                          "ORDER BY path",
-                          "merge segments");
-      q.bind(1, row.id);
-      while (q.step()) {
-        Moved m{q.int64(0), row.id, q.int64(2), {}};
-        m.file.state.path = q.text(1);
-        read_segment_vectors(row.id, m.row, m.file.vectors);
-        moved.push_back(std::move(m));
+    try {
+      for (const SegmentRow& row : merge) {
+        sqlite::Statement q(db,
+                            "SELECT id, path, segment_row FROM files WHERE segment_id = ?1 "
+                            "ORDER BY path",
+                            "merge segments");
+        q.bind(1, row.id);
+        while (q.step()) {
+          Moved m{q.int64(0), row.id, q.int64(2), {}};
+          m.file.state.path = q.text(1);
+          read_segment_vectors(row.id, m.row, m.file.vectors);
+          moved.push_back(std::move(m));
+        }
+        const auto header = segment_by_id(row.id)->header();
+        for (const SegmentKind& k : header.kinds) {
+          const auto it = encodings.find(k.kind);
+          encodings[k.kind] =
+              it == encodings.end() ? k.encoding : more_precise(it->second, k.encoding);
+        }
       }
-      const auto header = segment_by_id(row.id)->header();
-      for (const SegmentKind& k : header.kinds) {
-        const auto it = encodings.find(k.kind);
-        encodings[k.kind] =
-            it == encodings.end() ? k.encoding : more_precise(it->second, k.encoding);
-      }
+    } catch (const VanishedStoreFile&) {
+      // Another writer merged or emptied these segments meanwhile; merging is opportunistic.
+      spdlog::debug("segment merge of {} left to the next write: {}", model_id, "a segment moved");
+      return;
     }
     std::sort(moved.begin(), moved.end(),
               [](const Moved& a, const Moved& b) { return a.file.state.path < b.file.state.path; });
