@@ -268,8 +268,8 @@ RgbImage decode_png(const std::uint8_t* data, std::size_t size, const std::strin
   png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
   // libpng allocates some ancillary chunks (eXIf, text, ICC profiles) at their declared length
   // before reading them, so a 64 KB file could ask for 2 GB (found by fuzz_image_decode),
-  // outside the --decode-memory budget. None of them changes the pixels mmsearch reads, so
-  // they are skipped unread, like unknown chunks.
+  // outside the --decode-memory budget. None of them changes the pixels mmsearch reads (EXIF
+  // orientation comes from src/image_exif.cpp's own reader), so they are skipped unread.
   static const png_byte kSkippedChunks[] = "eXIf\0iCCP\0iTXt\0tEXt\0zTXt\0sPLT\0pCAL\0sCAL";
   png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, kSkippedChunks,
                               static_cast<int>(sizeof kSkippedChunks / 5));
