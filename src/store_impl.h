@@ -76,7 +76,7 @@ class VanishedStoreFile : public Error {
   using Error::Error;
 };
 
-// Runs `read` (which takes its own snapshot) and runs it again, up to 3 more times, when a file
+// Runs `read` (which takes its own snapshot) and runs it again, up to 7 more times, when a file
 // it needed vanished under it.
 template <typename Read>
 auto read_again_if_a_file_vanished(Read&& read) -> decltype(read()) {
@@ -84,7 +84,7 @@ auto read_again_if_a_file_vanished(Read&& read) -> decltype(read()) {
     try {
       return read();
     } catch (const VanishedStoreFile&) {
-      if (attempt == 4) throw;
+      if (attempt == 8) throw;
     }
   }
 }

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
@@ -257,6 +260,57 @@ TEST(StoreSegments, ADamagedSegmentIsACorruptStoreNeverGarbage) {
     EXPECT_EQ(e.kind(), ErrorKind::kIndex);
     EXPECT_NE(std::string(e.what()).find("--rebuild"), std::string::npos) << e.what();
   }
+}
+
+// Readers while a writer keeps replacing every file: each replacement empties the previous
+// segment, which is deleted after the commit, so a reader whose snapshot began before that
+// commit may find its segment gone before it maps it. That is a race, never "damaged" (found
+// by the concurrency soak). Bounded by time; a reader error fails the test.
+TEST(StoreSegments, ReadersNeverCallASegmentDeletedUnderThemDamaged) {
+  const fs::path dir = test_support::fresh_test_dir("store_search", "vanishing_segments");
+  const fs::path db = dir / "index.sqlite3";
+  {
+    IndexStore store(db);
+    store.upsert_batch("m@1", make_files(4, 0, 1, "/p"));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::string writer_error;
+  std::thread writer([&] {
+    try {
+      IndexStore store(db);
+      for (unsigned round = 2; !stop; ++round) {
+        store.upsert_batch("m@1", make_files(4, 0, round, "/p"));
+        ++writes;
+      }
+    } catch (const std::exception& e) {
+      writer_error = e.what();
+    }
+  });
+  std::vector<std::string> reader_errors;
+  std::int64_t reads = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  while (std::chrono::steady_clock::now() < until && reader_errors.size() < 3) {
+    try {
+      // A fresh reader each time, so nothing is mapped yet (as for each `mmsearch query`).
+      const IndexStore reader(db, IndexStore::Mode::kReadOnly);
+      SearchRequest request = text_request(static_cast<unsigned>(reads), 4);
+      request.exact = true;
+      EXPECT_EQ(reader.search("m@1", "/p", request).matches.size(), 4u);
+      EXPECT_EQ(reader.load_vectors("m@1", "/p", VectorKind::kTextProj).embeddings.count, 4);
+      ++reads;
+    } catch (const std::exception& e) {
+      reader_errors.push_back(e.what());
+    }
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(writer_error, "");
+  EXPECT_TRUE(reader_errors.empty()) << reader_errors.size() << " failed reads of " << reads
+                                     << ", first: " << reader_errors.front();
+  EXPECT_GT(writes.load(), 10);
+  RecordProperty("reads", static_cast<int>(reads));
+  RecordProperty("writes", writes.load());
 }
 
 }  // namespace
