@@ -53,15 +53,7 @@ std::shared_ptr<const AnnIndex> IndexStore::Impl::ann(std::int64_t model, Vector
   const std::string name = q.text(0);
   const auto it = mapped_anns.find(name);
   if (it != mapped_anns.end()) return it->second;
-  const fs::path path = store_file(name);
-  std::shared_ptr<const AnnIndex> opened;
-  try {
-    opened = AnnIndex::open(path);
-  } catch (const Error& e) {
-    std::error_code ec;
-    if (!fs::exists(path, ec) && !ec) throw VanishedStoreFile(e.kind(), e.what());
-    throw;
-  }
+  auto opened = open_store_file(store_file(name), AnnIndex::open);
   mapped_anns.emplace(name, opened);
   return opened;
 }

@@ -76,6 +76,19 @@ class VanishedStoreFile : public Error {
   using Error::Error;
 };
 
+// Opens a segment or index file the database names with `open(path)`; when that fails because
+// the file no longer exists, throws VanishedStoreFile instead, for the caller's read to retry.
+template <typename Open>
+auto open_store_file(const std::filesystem::path& path, Open&& open) -> decltype(open(path)) {
+  try {
+    return open(path);
+  } catch (const Error& e) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec) && !ec) throw VanishedStoreFile(e.kind(), e.what());
+    throw;
+  }
+}
+
 // Runs `read` (which takes its own snapshot) and runs it again, up to 7 more times, when a file
 // it needed vanished under it.
 template <typename Read>

@@ -111,7 +111,9 @@ std::optional<IndexedFile> IndexStore::find_by_content_hash(const std::string& m
   IndexedFile file;
   file.state = file_state(q, 1);
   file.category = q.text(5);
-  s.read_captions_and_vectors_again_if_vanished(q.int64(0), file);
+  const std::int64_t file_id = q.int64(0);
+  q.reset();  // ends its read snapshot, so that a retry below sees a fresh one
+  s.read_captions_and_vectors_again_if_vanished(file_id, file);
   return file;
 }
 
@@ -130,7 +132,6 @@ void IndexStore::visit_files(const std::string& model_id, const std::filesystem:
                       "visit files");
   std::string after;
   while (true) {
-    q.reset();
     q.bind(1, *model);
     bind_scope(q, scope_range(scope));
     q.bind(5, after).bind(6, static_cast<std::int64_t>(batch_size));
@@ -141,6 +142,7 @@ void IndexStore::visit_files(const std::string& model_id, const std::filesystem:
       file.category = q.text(5);
       rows.emplace_back(q.int64(0), std::move(file));
     }
+    q.reset();  // ends the page's read snapshot, so that a retry below sees a fresh one
     if (rows.empty()) return;
     // Each page must end past the last: a damaged (model, path) index that hands back rows out
     // of order would otherwise repeat the same page forever.

@@ -79,15 +79,7 @@ fs::path IndexStore::Impl::segments_dir() const {
 std::shared_ptr<const SegmentFile> IndexStore::Impl::segment(const std::string& file_name) const {
   const auto it = mapped_segments.find(file_name);
   if (it != mapped_segments.end()) return it->second;
-  const fs::path path = store_file(file_name);
-  std::shared_ptr<const SegmentFile> opened;
-  try {
-    opened = SegmentFile::open(path);
-  } catch (const Error& e) {
-    std::error_code ec;
-    if (!fs::exists(path, ec) && !ec) throw VanishedStoreFile(e.kind(), e.what());
-    throw;
-  }
+  auto opened = open_store_file(store_file(file_name), SegmentFile::open);
   mapped_segments.emplace(file_name, opened);
   return opened;
 }
@@ -322,7 +314,7 @@ void IndexStore::Impl::after_write(std::int64_t model, const std::string& model_
       }
     } catch (const VanishedStoreFile&) {
       // Another writer merged or emptied these segments meanwhile; merging is opportunistic.
-      spdlog::debug("segment merge of {} left to the next write: {}", model_id, "a segment moved");
+      spdlog::debug("segment merge of {} left to the next write: a segment moved", model_id);
       return;
     }
     std::sort(moved.begin(), moved.end(),
