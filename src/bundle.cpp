@@ -7,7 +7,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <type_traits>
 
 #include "json_number.h"
 #include "mmsearch/error.h"
@@ -31,10 +30,8 @@ T required(const json& object, const char* key, const std::string& origin,
   if (!object.is_object() || !object.contains(key)) {
     bad_manifest(origin, "missing field '" + prefix + key + "'");
   }
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    if (!is_json_integer_of<T>(object.at(key))) {
-      bad_manifest(origin, "field '" + prefix + key + "' is not an integer in range");
-    }
+  if (!json_number_fits<T>(object.at(key))) {
+    bad_manifest(origin, "field '" + prefix + key + "' is not an integer in range");
   }
   try {
     return object.at(key).get<T>();

@@ -26,4 +26,15 @@ bool is_json_integer_of(const nlohmann::json& value) {
   }
 }
 
+// Whether get<T>() of `value` is safe to try: for an integer type, only a JSON integer that T
+// holds; any other T is left to nlohmann's own type checks.
+template <typename T>
+bool json_number_fits(const nlohmann::json& value) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    return is_json_integer_of<T>(value);
+  } else {
+    return true;
+  }
+}
+
 }  // namespace mmsearch

@@ -153,9 +153,10 @@ SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& m
   }
   const MatrixRule rule = matrix_rule(manifest, kind);
   auto no_captions = [&] {
-    throw Error(ErrorKind::kIndex, scope.string() + " has no captions indexed; " +
-                                       std::string(to_string(kind)) +
-                                       " needs captions (captions.csv or sidecar .txt files)");
+    throw MissingCaptions(ErrorKind::kIndex,
+                          scope.string() + " has no captions indexed; " +
+                              std::string(to_string(kind)) +
+                              " needs captions (captions.csv or sidecar .txt files)");
   };
   LoadedVectors rows = store.load_vectors(model_id, scope, rule.rows);
   if (rows.embeddings.count == 0) {
@@ -182,8 +183,6 @@ SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& m
       same_sides ? sides.rows : make_side(std::move(cols), rule.cols, rule.rule, scope, sampling);
   return sides;
 }
-
-bool needs_captions(SimilarityKind kind) { return kind != SimilarityKind::kImageImage; }
 
 std::string sample_note(const SimilaritySides& sides) {
   if (!sides.rows.sampled() && !sides.cols.sampled()) return "";

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <type_traits>
 
 #include "json_number.h"
 #include "mmsearch/bundle.h"
@@ -25,10 +24,8 @@ template <typename T>
 T req(const nlohmann::json& j, const char* key, const fs::path& where) {
   if (!j.contains(key)) bad(where, std::string("manifest lacks \"") + key + "\"");
   const nlohmann::json& value = j.at(key);
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    if (!is_json_integer_of<T>(value)) {
-      bad(where, std::string("manifest field \"") + key + "\" is not an integer in range");
-    }
+  if (!json_number_fits<T>(value)) {
+    bad(where, std::string("manifest field \"") + key + "\" is not an integer in range");
   }
   try {
     return value.get<T>();
@@ -98,7 +95,7 @@ TranslatorManifest read_translator_manifest(const ManifestFile& file) {
   if (g.contains("bad_words_ids") && !g["bad_words_ids"].is_null()) {
     if (!g["bad_words_ids"].is_array()) bad(mpath, "bad_words_ids is not a list");
     for (const auto& w : g["bad_words_ids"]) {
-      if (!w.is_array() || w.size() != 1 || !w[0].is_number_integer()) {
+      if (!w.is_array() || w.size() != 1 || !is_json_integer_of<int64_t>(w[0])) {
         bad(mpath, "only single-token bad_words_ids are supported");
       }
       m.bad_words_ids.push_back(w[0].get<int64_t>());

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "mmsearch/error.h"
 #include "mmsearch/rules.h"
 #include "mmsearch/search.h"
 
@@ -82,19 +83,24 @@ struct SideSampling {
   std::uint64_t seed = 0;
 };
 
+// The scope was indexed but has no captions, which the kind needs (an Error of kind kIndex):
+// `--kind all` skips such kinds, where any other failure stops the run.
+class MissingCaptions : public Error {
+ public:
+  using Error::Error;
+};
+
 // The two sides of the matrix of one kind over the vectors `model_id` stored for `scope` (an
 // index path, see normalize_index_path), scored by the manifest's rule for that kind
 // (matrix_rule). Labels are paths relative to the scope (so red/0.png and blue/0.png stay
 // apart), with " #N" for the N-th caption of a file. Memory: the sides' vectors and labels,
-// O(rows + columns). Throws Error(kIndex) when the scope holds no vectors of the model, or no
-// captions for a kind that needs them; Error(kUsage) for a negative sample size.
+// O(rows + columns). Throws Error(kIndex) when the scope holds no vectors of the model,
+// MissingCaptions when it holds no captions for a kind that needs them; Error(kUsage) for a
+// negative sample size.
 SimilaritySides load_similarity_sides(const IndexStore& store, const Manifest& manifest,
                                       const std::string& model_id,
                                       const std::filesystem::path& scope, SimilarityKind kind,
                                       const SideSampling& sampling = {});
-
-// Whether the kind has captions on a side (all but image-image).
-bool needs_captions(SimilarityKind kind);
 
 // "" when neither side was sampled, else e.g. "sample of 500 of 20000 images x 500 of 20000
 // images, stratified by category, seed 1" (a side kept whole reads "all 12 captions").

@@ -146,8 +146,8 @@ Command register_simmatrix(CLI::App& root, GlobalOptions& global) {
             // A streamed CSV may be far larger than a picture: loaded again when written.
             loaded.push_back(options->csv_only ? std::nullopt
                                                : std::optional<SimilaritySides>(std::move(sides)));
-          } catch (const Error& e) {
-            if (!(every_kind && needs_captions(kind) && e.kind() == ErrorKind::kIndex)) throw;
+          } catch (const MissingCaptions&) {
+            if (!every_kind) throw;
             skipped.push_back(to_string(kind));
           }
         }

@@ -41,16 +41,6 @@ bool is_control(UChar32 c) { return u_charType(c) == U_CONTROL_CHAR || c == 0x20
 
 }  // namespace
 
-std::size_t display_width(std::string_view text) {
-  std::size_t width = 0;
-  for (std::size_t at = 0; at < text.size();) {
-    const CodePoint cp = next_code_point(text, at);
-    width += is_control(cp.value) ? 1 : columns(cp.value);
-    at = cp.end;
-  }
-  return width;
-}
-
 std::string table_cell(std::string_view text, std::size_t width, bool pad, Cut cut) {
   static constexpr std::string_view kEllipsis = "...";
   struct Piece {

@@ -3,7 +3,6 @@
 // strictly and leniently. Any bytes must give a table or Error(kInput), never a crash, and:
 // a lenient read fails only on the header; a strict read that succeeds equals the lenient one;
 // captions are trimmed, non-empty, unique per image and within kMaxCaptionsPerImage.
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "fuzz_support.h"
 #include "mmsearch/captions.h"
 #include "mmsearch/error.h"
 
@@ -25,17 +25,13 @@ void check(bool condition) {
   if (!condition) std::abort();
 }
 
-void write(const fs::path& path, const std::uint8_t* data, std::size_t size) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc)
-      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-}
+using fuzz_support::write_bytes;
 
 // A folder per process (libFuzzer may run several), with files for rows to name: plain, in a
 // sub-folder, and one stored in NFD so the NFC lookup runs.
 const fs::path& scratch() {
   static const fs::path dir = [] {
-    const fs::path base = fs::is_directory("/dev/shm") ? "/dev/shm" : fs::temp_directory_path();
-    fs::path d = base / ("mmsearch-fuzz-captions-" + std::to_string(::getpid()));
+    fs::path d = fuzz_support::process_scratch_dir("captions");
     fs::remove_all(d);
     fs::create_directories(d / "sub");
     for (const char* name : {"a.jpg", "sub/b.jpg", "cafe\xCC\x81.jpg", "x.jpg"}) {
@@ -94,11 +90,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const fs::path& root = scratch();
   // One source at a time: csv wins over tsv over jsonl, and any table hides the sidecar.
   for (const char* name : {"captions.csv", "captions.tsv", "captions.jsonl"}) {
-    write(root / name, data, size);
+    write_bytes(root / name, data, size);
     check_table(root);
     fs::remove(root / name);
   }
-  write(root / "x.txt", data, size);
+  write_bytes(root / "x.txt", data, size);
   try {
     check_info(mmsearch::captions_for(mmsearch::CaptionTable{}, root, root / "x.jpg"));
   } catch (const mmsearch::Error& error) {

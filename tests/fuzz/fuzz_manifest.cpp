@@ -6,7 +6,6 @@
 // discover_bundles over the folder. Any bytes must give a manifest or Error(kModel), never a
 // crash, another exception, a sanitizer report or a large allocation, and what parses must
 // satisfy the checks the readers promise (ranges, listed files, dims).
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +14,7 @@
 #include <fstream>
 #include <string>
 
+#include "fuzz_support.h"
 #include "mmsearch/bundle.h"
 #include "mmsearch/error.h"
 #include "mmsearch/translate.h"
@@ -31,8 +31,7 @@ void check(bool condition) {
 // (empty: their sha256 is that of no bytes, which seeds can list).
 const fs::path& models_root() {
   static const fs::path root = [] {
-    const fs::path base = fs::is_directory("/dev/shm") ? "/dev/shm" : fs::temp_directory_path();
-    fs::path d = base / ("mmsearch-fuzz-manifest-" + std::to_string(::getpid()));
+    fs::path d = fuzz_support::process_scratch_dir("manifest");
     fs::remove_all(d);
     fs::create_directories(d / "bundle");
     for (const char* name :
@@ -91,8 +90,7 @@ void check_translation(const mmsearch::ManifestFile& file) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const fs::path& root = models_root();
   const fs::path dir = root / "bundle";
-  std::ofstream(dir / mmsearch::kManifestFileName, std::ios::binary | std::ios::trunc)
-      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  fuzz_support::write_bytes(dir / mmsearch::kManifestFileName, data, size);
 
   expect_model_error([&] {
     const mmsearch::ManifestFile file = mmsearch::read_manifest_file(dir);

@@ -15,7 +15,6 @@
 // is there; names keep only [0-9a-zA-Z._-] so nothing is written outside the scratch folder.
 // tests/fuzz/make_corpus.py makes seeds of this form from stores the binary wrote.
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -30,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_support.h"
 #include "mmsearch/error.h"
 #include "mmsearch/index.h"
 
@@ -45,17 +45,11 @@ void check(bool condition) {
   if (!condition) std::abort();
 }
 
-const fs::path& scratch() {
-  static const fs::path dir = [] {
-    const fs::path base = fs::is_directory("/dev/shm") ? "/dev/shm" : fs::temp_directory_path();
-    return base / ("mmsearch-fuzz-store-" + std::to_string(::getpid()));
-  }();
-  return dir;
-}
+using fuzz_support::write_bytes;
 
-void write_file(const fs::path& path, const std::uint8_t* data, std::size_t size) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc)
-      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+const fs::path& scratch() {
+  static const fs::path dir = fuzz_support::process_scratch_dir("store");
+  return dir;
 }
 
 class Reader {
@@ -88,13 +82,13 @@ class Reader {
 bool unpack(const std::uint8_t* data, std::size_t size, const fs::path& db) {
   const fs::path segments = db.string() + ".segments";
   if (size < kMagic.size() || std::memcmp(data, kMagic.data(), kMagic.size()) != 0) {
-    write_file(db, data, size);
+    write_bytes(db, data, size);
     return false;
   }
   Reader in(data + kMagic.size(), size - kMagic.size());
   const std::uint8_t flags = in.u8();
   const std::string_view db_bytes = in.bytes(in.u32());
-  write_file(db, reinterpret_cast<const std::uint8_t*>(db_bytes.data()), db_bytes.size());
+  write_bytes(db, reinterpret_cast<const std::uint8_t*>(db_bytes.data()), db_bytes.size());
   for (int files = 0; !in.done() && files < 16; ++files) {
     if (files == 0) fs::create_directories(segments);
     std::string name(in.bytes(in.u8()));
@@ -106,7 +100,7 @@ bool unpack(const std::uint8_t* data, std::size_t size, const fs::path& db) {
                name.end());
     const std::string_view bytes = in.bytes(in.u32());
     if (name.empty() || name == "." || name == "..") continue;
-    write_file(segments / name, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    write_bytes(segments / name, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
   }
   return (flags & 1) != 0;
 }
