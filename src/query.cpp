@@ -64,8 +64,10 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
   QueryPhases& phases = result.phases;
 
   bool has_text = false, has_image = false;
-  for (const auto& term : terms)
-    (term.kind == QueryTerm::Kind::kText ? has_text : has_image) = true;
+  for (const auto& term : terms) {
+    if (term.kind == QueryTerm::Kind::kText) has_text = true;
+    if (term.kind == QueryTerm::Kind::kImage) has_image = true;
+  }
   auto started = std::chrono::steady_clock::now();
   encoder.load_modules(has_image || options.rerank > 0, has_text,
                        options.rerank > 0 && manifest.itm);
@@ -99,10 +101,39 @@ QueryResult run_query(Encoder& encoder, const IndexStore& store,
         rule = query_rule(manifest, true, request.kind);
       }
       if (!rerank_term && term.weight > 0) rerank_term = t;
+    } else if (term.kind == QueryTerm::Kind::kIndexed) {
+      // "More like this": the vectors stored for the file, no model pass. The same content
+      // under another path has the same vectors, which is what find_by_content_hash returns.
+      const std::string path = normalize_index_path(term.value);
+      request.excluded_paths.push_back(path);
+      const std::optional<FileState> state = store.find_file(model_id, path);
+      std::optional<IndexedFile> stored;
+      if (state) stored = store.find_by_content_hash(model_id, state->content_hash, state->size);
+      if (!stored) {
+        throw Error(ErrorKind::kInput, path + ": not indexed with " + model_id +
+                                           "; 'similar' takes a file the index holds");
+      }
+      const VectorKind wanted = options.against == Against::kMultimodal ? VectorKind::kImageEmbed
+                                                                        : VectorKind::kImageProj;
+      const auto found = std::find_if(stored->vectors.begin(), stored->vectors.end(),
+                                      [&](const StoredVectors& v) { return v.kind == wanted; });
+      if (found == stored->vectors.end()) {
+        throw Error(ErrorKind::kIndex,
+                    path + ": the index holds no " + to_string(wanted) + " vectors for it");
+      }
+      query = from_stored(*found);
+      if (options.against != Against::kMultimodal) {
+        rule = query_rule(manifest, false, request.kind);
+      }
     } else {
-      request.excluded_paths.push_back(normalize_index_path(term.value));
       started = std::chrono::steady_clock::now();
-      const RgbImage decoded = decode_image(term.value, options.decode);
+      RgbImage decoded;
+      if (term.pixels) {
+        decoded = *term.pixels;
+      } else {
+        request.excluded_paths.push_back(normalize_index_path(term.value));
+        decoded = decode_image(term.value, options.decode);
+      }
       const ImageOutputs image = encoder.encode_image(encoder.preprocess({decoded}));
       phases.forward_ms += ms_since(started);
       if (options.against == Against::kMultimodal) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,10 +24,16 @@
 namespace mmsearch {
 
 struct QueryTerm {
-  enum class Kind { kText, kImage };
+  enum class Kind {
+    kText,
+    kImage,    // a query image, decoded from `value` (its path) unless `pixels` holds it
+    kIndexed,  // an indexed file (`value`: its path), searched by its stored vectors
+  };
   Kind kind = Kind::kText;
   std::string value;  // the text, or the image path
   float weight = 1.0f;
+  // kImage: the image already decoded (an upload); `value` then only labels it.
+  std::shared_ptr<const RgbImage> pixels;
 };
 
 struct QueryOptions {
@@ -79,7 +86,8 @@ struct QueryResult {
 
 // Throws Error(kIndex) when the scope holds nothing for this model, saying which models did
 // index it (or that it was never indexed) and what to run; Error(kInput) for an unreadable
-// query image; Error(kUsage) for --rerank without a text term or an ITM head.
+// query image or a kIndexed path the store does not hold for this model; Error(kUsage) for --rerank
+// without a text term or an ITM head.
 QueryResult run_query(Encoder& encoder, const IndexStore& store,
                       const std::vector<QueryTerm>& terms, const QueryOptions& options);
 

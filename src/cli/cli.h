@@ -53,6 +53,7 @@ Command register_translate(CLI::App& root, GlobalOptions& global);
 Command register_import(CLI::App& root, GlobalOptions& global);
 Command register_export_vectors(CLI::App& root, GlobalOptions& global);
 Command register_ann(CLI::App& root, GlobalOptions& global);
+Command register_serve(CLI::App& root, GlobalOptions& global);
 
 // Turns global.dtype into "fp32" or "bf16": --dtype, else $MMSEARCH_DTYPE, else auto (bf16 on
 // CPUs with native bf16). A bad $MMSEARCH_DTYPE is a usage error naming the variable.
