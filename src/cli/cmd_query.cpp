@@ -1,5 +1,6 @@
 // `mmsearch query`: text, image and combined searches over an indexed scope.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -16,7 +17,9 @@
 #include "mmsearch/query.h"
 #include "mmsearch/render.h"
 #include "mmsearch/text.h"
+#include "mmsearch/thumbnail.h"
 #include "table_cell.h"
+#include "terminal_preview.h"
 #include "translation_hook.h"
 
 namespace fs = std::filesystem;
@@ -103,7 +106,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
       "  mmsearch query --image a.jpg --text \"but with basil\" --text-weight 0.3\n"
       "  mmsearch query --image a.jpg --against multimodal --montage result.png\n"
       "  mmsearch query --text \"a dessert\" --rerank 20 --paths | xargs feh\n"
-      "  mmsearch query --text \"lasagne al ragù\" --translate it");
+      "  mmsearch query --text \"lasagne al ragù\" --translate it\n"
+      "  mmsearch query --text \"a pizza\" --preview     # thumbnails in kitty, iTerm2 or sixel");
   struct Options {
     std::vector<std::string> texts;
     std::vector<std::string> images;
@@ -123,6 +127,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
     bool exact = false;
     std::int64_t max_rescored = 0;
     std::int64_t nprobe = 0;
+    std::string preview;  // "" = no preview; --preview alone is "auto"
     TranslationRequest translation;
   };
   auto options = std::make_shared<Options>();
@@ -161,10 +166,19 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
   app->add_option("--max-rescored", options->max_rescored,
                   "BLIP-2: most candidates re-scored with all query vectors (default 2048)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
+  auto* preview = app->add_option("--preview", options->preview,
+                                  "Thumbnails inline in the terminal: auto (default), kitty, "
+                                  "iterm, sixel (needs img2sixel) or none")
+                      ->expected(0, 1);
   add_translation_options(app, options->translation, "the text terms");
 
   return {
-      app, [&global, options]() {
+      app, [&global, options, preview]() {
+        if (preview->count() > 0 && options->preview.empty()) options->preview = "auto";
+        if (!options->preview.empty() && (options->json || options->paths || options->paths0)) {
+          throw Error(ErrorKind::kUsage,
+                      "--preview draws the table; it excludes --json and --paths");
+        }
         if (options->texts.empty() && options->images.empty()) {
           throw Error(ErrorKind::kUsage, "give at least one --text or --image");
         }
@@ -177,6 +191,14 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         }
         if (options->json + options->paths + options->paths0 > 1) {
           throw Error(ErrorKind::kUsage, "--json, --paths and --paths0 exclude each other");
+        }
+        PreviewProtocol protocol = PreviewProtocol::kNone;
+        if (!options->preview.empty()) {
+          std::string why;
+          protocol = choose_preview(options->preview, ::isatty(STDOUT_FILENO) == 1, why);
+          if (protocol == PreviewProtocol::kNone && !why.empty()) {
+            spdlog::info("--preview: {}; printing the table only", why);
+          }
         }
         const bool combined = !options->texts.empty() && !options->images.empty();
         std::vector<QueryTerm> terms;
@@ -192,7 +214,7 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
                         "--text: empty or blank; give words to search for, or leave --text out");
           }
           terms.push_back({QueryTerm::Kind::kText, parsed.text,
-                           parsed.weight * (combined ? options->text_weight : 1.0f)});
+                           parsed.weight * (combined ? options->text_weight : 1.0f), nullptr});
         }
         for (const auto& image : options->images) {
           // A weight prefix is only taken when the whole argument is not an existing file.
@@ -203,7 +225,8 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
             throw Error(ErrorKind::kInput, parsed.text + ": query image not found");
           }
           terms.push_back({QueryTerm::Kind::kImage, parsed.text,
-                           parsed.weight * (combined ? 1.0f - options->text_weight : 1.0f)});
+                           parsed.weight * (combined ? 1.0f - options->text_weight : 1.0f),
+                           nullptr});
         }
 
         // Located up front: a missing translation bundle is a model error (exit 4) at once.
@@ -342,6 +365,14 @@ Command register_query(CLI::App& root, GlobalOptions& global) {
         std::printf("%-4s %-7s %s %s %s\n", "RANK", "SCORE", table_cell("PATH", 40).c_str(),
                     table_cell("CATEGORY", 12).c_str(), "CAPTION");
         for (const auto& hit : result.hits) {
+          if (protocol != PreviewProtocol::kNone) {
+            try {
+              std::fflush(stdout);
+              print_preview(protocol, load_thumbnail(hit.path, 192, query.decode), 6, stdout);
+            } catch (const Error& e) {
+              spdlog::warn("--preview: {}", e.what());
+            }
+          }
           std::printf("%-4d %-7.4f %s %s %s\n", hit.rank, hit.score,
                       table_cell(display_path(hit.path), 40, true, Cut::kStart).c_str(),
                       table_cell(hit.category, 12).c_str(),

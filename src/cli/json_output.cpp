@@ -7,7 +7,6 @@
 #include "mmsearch/text.h"
 
 namespace mmsearch::cli {
-namespace {
 
 std::string base64(const std::string& bytes) {
   std::vector<unsigned char> out(4 * ((bytes.size() + 2) / 3) + 1);
@@ -16,8 +15,6 @@ std::string base64(const std::string& bytes) {
                       static_cast<int>(bytes.size()));
   return std::string(reinterpret_cast<const char*>(out.data()), static_cast<std::size_t>(written));
 }
-
-}  // namespace
 
 void put_path(nlohmann::json& object, const std::string& key, const std::string& path) {
   object[key] = path;

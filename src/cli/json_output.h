@@ -7,6 +7,9 @@
 
 namespace mmsearch::cli {
 
+// Standard base64 (RFC 4648) of bytes, on one line.
+std::string base64(const std::string& bytes);
+
 // object[key] = path; when path is not valid UTF-8, the shown value has U+FFFD for the bad bytes
 // and object[key + "_bytes"] holds the exact bytes in base64 (RFC 4648), so a script can open
 // the file (README "JSON output").
