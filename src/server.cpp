@@ -230,6 +230,12 @@ Server::Server(ServerOptions options, ServerBackend backend)
   impl.http.set_keep_alive_timeout(5);
   impl.http.set_keep_alive_max_count(1000);
   impl.http.set_tcp_nodelay(true);
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind the same
+  // port and share its connections; a port in use must be an error instead.
+  impl.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   impl.add_routes();
   if (o.port == 0) {
     impl.port = impl.http.bind_to_any_port(o.host);

@@ -1,16 +1,18 @@
 // `mmsearch serve`: the HTTP API and web page over the indexed folders (mmsearch/server.h,
 // docs/API.md), with models and vectors kept warm between requests.
 #include <openssl/rand.h>
-#include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cli.h"
@@ -24,6 +26,9 @@ namespace fs = std::filesystem;
 
 namespace mmsearch::cli {
 namespace {
+
+// Written by the signal handler, read by the thread that stops the server.
+int stop_pipe[2] = {-1, -1};
 
 std::string generated_token() {
   unsigned char bytes[24];
@@ -50,7 +55,17 @@ class WarmModels {
     for (const auto& id : store.model_ids_in_scope(scope)) key += id + ";";
     std::lock_guard<std::mutex> guard(mutex_);
     if (const auto it = by_scope_.find(key); it != by_scope_.end()) return it->second;
-    const Bundle bundle = bundle_for_scope(global_, store, scope, model);
+    std::optional<Bundle> found;
+    try {
+      found = bundle_for_scope(global_, store, scope, model);
+    } catch (const Error& e) {
+      // A model the client named that is not installed is the request's fault.
+      if (e.kind() == ErrorKind::kModel && !model.empty()) {
+        throw Error(ErrorKind::kUsage, std::string("\"model\": ") + e.what());
+      }
+      throw;
+    }
+    const Bundle& bundle = *found;
     auto& encoder = by_identity_[bundle.identity()];
     if (!encoder) {
       spdlog::info("loading {} ({})", bundle.manifest().name, bundle.identity());
@@ -128,7 +143,7 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
     std::string token;
     std::string model;
     int jobs = 2;
-    double rate = 60;
+    double rate = -1;  // unset: 60 for a non-loopback host, no limit on loopback
     double max_upload_mb = 32;
     std::int64_t max_upload_pixels = 40'000'000;
     int timeout = 30;
@@ -150,8 +165,8 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
   app->add_option("--jobs", options->jobs, "Queries computed at once; more wait (default 2)")
       ->check(CLI::Range(1, 64));
   app->add_option("--rate", options->rate,
-                  "Requests per second per client address before 429 (default 60; 0 = no "
-                  "limit)")
+                  "Requests per second per client address before 429 (default: 60 with a "
+                  "non-loopback --host, none on loopback; 0 = no limit)")
       ->check(CLI::Range(0.0, 1e6));
   app->add_option("--max-upload", options->max_upload_mb,
                   "Largest request body, uploads included, in MB (default 32)")
@@ -175,8 +190,13 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
         server.store_path = default_index_path();
         server.decode.apply_exif_orientation = !options->no_exif;
         server.limits.max_concurrent_jobs = options->jobs;
-        server.limits.requests_per_second = options->rate;
-        server.limits.request_burst = std::max(20.0, options->rate * 3);
+        // On loopback every client is the user's own machine (a browser, a script, the bench's
+        // 20 clients), so only an exposed server limits the rate unless --rate says otherwise.
+        const double rate = options->rate >= 0                ? options->rate
+                            : is_loopback_host(options->host) ? 0.0
+                                                              : 60.0;
+        server.limits.requests_per_second = rate;
+        server.limits.request_burst = std::max(20.0, rate * 3);
         server.limits.max_body_bytes = static_cast<std::size_t>(options->max_upload_mb * (1 << 20));
         server.limits.max_upload_pixels = options->max_upload_pixels;
         server.limits.socket_timeout_seconds = options->timeout;
@@ -221,18 +241,27 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
               "answers as soon as it is)");
         }
 
-        // SIGINT and SIGTERM go to one thread that stops the server; every other thread
-        // (cpp-httplib's workers included) inherits the blocked mask.
-        sigset_t stop_signals;
-        sigemptyset(&stop_signals);
-        sigaddset(&stop_signals, SIGINT);
-        sigaddset(&stop_signals, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+        // SIGINT and SIGTERM write to a pipe that one thread watches, and it stops the
+        // server. A handler rather than a blocked mask and sigwait: libtorch's and OpenBLAS's
+        // threads exist already, and one of them would take the signal's default action.
         Server http(server, backend);
+        if (::pipe(stop_pipe) != 0) {
+          throw Error(ErrorKind::kInternal, "cannot create a pipe for signals");
+        }
+        struct sigaction action {};
+        action.sa_handler = [](int signal) {
+          const unsigned char byte = static_cast<unsigned char>(signal);
+          [[maybe_unused]] const auto written = ::write(stop_pipe[1], &byte, 1);
+        };
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART;
+        ::sigaction(SIGINT, &action, nullptr);
+        ::sigaction(SIGTERM, &action, nullptr);
         std::atomic<bool> finished{false};
-        std::thread signal_thread([&http, &finished, stop_signals] {
-          int signal = 0;
-          sigwait(&stop_signals, &signal);
+        std::thread signal_thread([&http, &finished] {
+          unsigned char signal = 0;
+          while (::read(stop_pipe[0], &signal, 1) < 0 && errno == EINTR) {
+          }
           if (finished) return;
           spdlog::info("stopping (signal {})", signal);
           // A signal that comes before run() is listening would be lost by one stop().
@@ -259,7 +288,8 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
         http.run();
         finished = true;
         // run() returns after stop(); a stop for another reason wakes the signal thread.
-        pthread_kill(signal_thread.native_handle(), SIGTERM);
+        const unsigned char wake = 0;
+        [[maybe_unused]] const auto woken = ::write(stop_pipe[1], &wake, 1);
         signal_thread.join();
         spdlog::info("stopped");
         return kExitOk;
