@@ -30,7 +30,7 @@ if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ || "$1" -lt 1 ]]; then
 fi
 SECONDS_EACH="$1"
 shift
-ALL_TARGETS=(fuzz_captions fuzz_image_decode fuzz_import fuzz_manifest fuzz_segment fuzz_store
+ALL_TARGETS=(fuzz_api_query fuzz_captions fuzz_image_decode fuzz_import fuzz_manifest fuzz_segment fuzz_store
              fuzz_tokenizer fuzz_weight_layout)
 TARGETS=("$@")
 if ((${#TARGETS[@]} == 0)); then TARGETS=("${ALL_TARGETS[@]}"); fi

@@ -11,11 +11,18 @@ PACKAGES=(
   libsentencepiece-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
   libicu-dev libsqlite3-dev libssl-dev libcsv-dev libxxhash-dev libfaiss-dev
   libgif-dev libexif-dev libopencv-contrib-dev libfontconfig-dev fonts-noto-cjk
+  libcpp-httplib-dev libsixel-bin chromium
   googletest libgtest-dev
   clang libclang-rt-14-dev ccache
   python3-torch python3-torchvision python3-pil python3-numpy python3-pytest
   python3-sentencepiece python3-tqdm
 )
+
+# Node.js and npm drive the browser test (playwright-core); a machine that has them already
+# (another packaging of Node) keeps its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

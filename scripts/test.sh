@@ -28,6 +28,13 @@ export MMSEARCH_TEST_MODELS="$BUILD_DIR/test-models"
 scripts/make_test_bundles.sh "$MMSEARCH_TEST_MODELS"
 
 export MMSEARCH_BIN="$BUILD_DIR/mmsearch"
+# The browser test (tests/cli/test_browser.py) fails rather than skips without chromium, and
+# gets playwright-core exactly as the lockfile pins it.
+export MMSEARCH_REQUIRE_BROWSER=1
+export MMSEARCH_ARTIFACTS="$BUILD_DIR/test-artifacts"
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+  (cd tests/browser && npm ci --no-audit --no-fund >&2)
+fi
 status=0
 (cd "$BUILD_DIR" && ctest --output-on-failure -j"$(nproc)") || status=$?
 

@@ -20,6 +20,7 @@ const state = {
   results: [],
   lastQuery: null,
   busy: false,
+  seq: 0,
 };
 
 function withToken(url) {
@@ -109,6 +110,7 @@ async function search(offset = 0) {
   }
   if (query.rerank && query.against !== "image") delete query.rerank;
   state.busy = true;
+  const seq = ++state.seq;  // only the latest search may fill the grid
   setStatus("Searching…");
   let options;
   if (query.terms.some((t) => t.upload)) {
@@ -121,6 +123,7 @@ async function search(offset = 0) {
   }
   try {
     const answer = await api("/api/query", options);
+    if (seq !== state.seq) return;
     if (offset === 0) {
       state.results = [];
       $("grid").replaceChildren();
@@ -137,9 +140,9 @@ async function search(offset = 0) {
       : `No results for ${terms} (${answer.searched} searched).`);
     if (offset === 0 && state.results.length) window.scrollTo({ top: 0 });
   } catch (e) {
-    setStatus(e.message, true);
+    if (seq === state.seq) setStatus(e.message, true);
   } finally {
-    state.busy = false;
+    if (seq === state.seq) state.busy = false;
   }
 }
 
@@ -361,8 +364,10 @@ async function drawMatrix() {
     matrix.data = data;
     matrix.drawn = true;
     const rows = data.rows.length, cols = data.columns.length;
-    const width = Math.min(1100, document.querySelector(".matrix-wrap").clientWidth - 16);
-    matrix.cell = Math.max(3, Math.floor(width / Math.max(cols, 1)));
+    // Fits the window both ways; small folders get cells of at most 32 px.
+    const width = Math.min(1100, document.querySelector(".matrix-wrap").clientWidth - 16,
+                           Math.max(240, window.innerHeight - 220) * cols / Math.max(rows, 1));
+    matrix.cell = Math.max(3, Math.min(32, Math.floor(width / Math.max(cols, 1))));
     const canvas = $("matrix-canvas");
     canvas.width = cols * matrix.cell;
     canvas.height = rows * matrix.cell;
