@@ -9,6 +9,8 @@
 # Run it on a quiet machine: every ratio in the table compares numbers from this run only.
 # scripts/bench.sh --soak [SECONDS] [bench_soak.py options] runs the concurrency soak instead
 #   (issue 12; default 600 s, tiny bundles): errors, lost rows, integrity, query latency.
+# scripts/bench.sh --serve [bench_serve.py options] benchmarks `mmsearch serve` (issue 13):
+#   100k imported BLIP-2 items, full-size text model, latency split, thumbnails/s, 20 clients.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -29,12 +31,28 @@ if [[ "${1:-}" == "--soak" ]]; then
     --json-out "$BUILD_DIR/bench/soak.json" "$@"
 fi
 
+if [[ "${1:-}" == "--serve" ]]; then
+  shift
+  scripts/setup.sh --no-build
+  BUILD_DIR="${MMSEARCH_BUILD_DIR:-$ROOT/build}"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >&2
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target mmsearch mmsearch_spm >&2
+  BUNDLES="$BUILD_DIR/golden-models"
+  if [[ ! -f "$BUNDLES/blip2-vitL/mmsearch.json" ]]; then
+    "$PY" scripts/export_models.py export blip2-vitL --deterministic-weights --out "$BUNDLES" >&2
+  fi
+  mkdir -p "$BUILD_DIR/bench"
+  exec "$PY" tests/bench/bench_serve.py --bin "$BUILD_DIR/mmsearch" --models "$BUNDLES" \
+    --work "${MMSEARCH_BENCH_WORK:-/tmp/mmsearch-bench-serve}" \
+    --json "$BUILD_DIR/bench/serve.json" "$@"
+fi
+
 MODELS=(blip-base blip2-vitL)
 for arg in "$@"; do
   case "$arg" in
     --all) MODELS+=(blip2-pretrain) ;;
     --only|--no-python) ;;
-    -h|--help) sed -n 2,11p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n 2,13p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   esac
 done
 for ((i = 1; i <= $#; i++)); do
