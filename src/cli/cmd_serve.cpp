@@ -45,10 +45,13 @@ std::string generated_token() {
 // Encoders and translators opened on first use and kept: the point of a server.
 class WarmModels {
  public:
-  explicit WarmModels(const GlobalOptions& global) : global_(global) {}
+  // default_model: serve's --model, used when a request names none ("" = as indexed).
+  WarmModels(const GlobalOptions& global, std::string default_model)
+      : global_(global), default_model_(std::move(default_model)) {}
 
   std::shared_ptr<Encoder> encoder_for(const IndexStore& store, const fs::path& scope,
-                                       const std::string& model) {
+                                       const std::string& requested) {
+    const std::string& model = requested.empty() ? default_model_ : requested;
     // Resolving a scope's model reads the model search path; it is redone only when the models
     // indexed under the scope change.
     std::string key = scope.string() + "\n" + model + "\n";
@@ -117,6 +120,7 @@ class WarmModels {
 
  private:
   const GlobalOptions& global_;
+  const std::string default_model_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Encoder>> by_scope_;
   std::map<std::string, std::shared_ptr<Encoder>> by_identity_;
@@ -161,7 +165,8 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
                   "Bearer token every API request must carry; 'generate' draws one and prints "
                   "it once");
   app->add_option("--model,-m", options->model,
-                  "Model loaded at start (default: the one each folder was indexed with)");
+                  "Model of requests that name none (default: the one each folder was indexed "
+                  "with); loaded at start");
   app->add_option("--jobs", options->jobs, "Queries computed at once; more wait (default 2)")
       ->check(CLI::Range(1, 64));
   app->add_option("--rate", options->rate,
@@ -210,7 +215,7 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
           server.roots.push_back(normalize_index_path(fs::absolute(folder)));
         }
 
-        auto models = std::make_shared<WarmModels>(global);
+        auto models = std::make_shared<WarmModels>(global, options->model);
         ServerBackend backend;
         backend.encoder_for = [models](const IndexStore& store, const fs::path& scope,
                                        const std::string& model) {
@@ -232,6 +237,10 @@ Command register_serve(CLI::App& root, GlobalOptions& global) {
             try {
               models->encoder_for(store, folder, options->model);
             } catch (const Error& e) {
+              // --model naming no installed bundle is the command line's mistake: say it now.
+              if (e.kind() == ErrorKind::kUsage && !options->model.empty()) {
+                throw Error(ErrorKind::kUsage, std::string("--model: ") + e.what());
+              }
               spdlog::warn("{}", e.what());
             }
           }

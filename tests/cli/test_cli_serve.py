@@ -412,3 +412,39 @@ def test_translated_query(served, mmsearch_bin, tiny_models, tmp_path):
     finally:
         code, log = server.stop()
     assert code == 0, log
+
+
+def test_a_client_that_stalls_is_timed_out(served, mmsearch_bin, tiny_models):
+    import socket
+    import time
+    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--timeout", "1"])
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        start = time.monotonic()
+        data = sock.recv(4096)  # the server closes the connection
+        assert time.monotonic() - start < 8
+        assert b"200 OK" not in data
+        sock.close()
+        # Other clients are served meanwhile and after.
+        assert server.json("/api/health")["status"] == "ok"
+    finally:
+        code, log = server.stop()
+    assert code == 0, log
+
+
+def test_serve_model_option(served, mmsearch_bin, tiny_models):
+    proc = served.run("serve", served.dishes, "--port", "0", "--model", "no-such-model", check=2,
+                      timeout=60)
+    assert "--model" in proc.stderr and "no-such-model" in proc.stderr
+    # A --model the folder was not indexed with: requests naming none get a clear 404.
+    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--model", "blip-base"])
+    try:
+        answer = server.json("/api/query", {"text": "a pizza"}, expect=404)
+        assert "blip-base" in answer["error"] and "mmsearch index" in answer["error"]
+        assert server.json("/api/query", {"text": "a pizza", "model": MODEL, "k": 2})["results"]
+    finally:
+        code, log = server.stop()
+    assert code == 0, log

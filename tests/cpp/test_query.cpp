@@ -123,3 +123,37 @@ TEST_F(QueryTest, ErrorsHaveTheirKinds) {
 }
 
 }  // namespace
+
+// "More like this" (serve's `similar` term): the stored vectors of an indexed file give the
+// ranking its image gives, without a model pass, and the file itself is left out.
+TEST_F(QueryTest, AnIndexedFileIsSearchedByItsStoredVectors) {
+  const std::string image = (*photos_ / "p2.png").string();
+  for (const Against against : {Against::kImage, Against::kText, Against::kMultimodal}) {
+    const QueryResult from_image =
+        query({{QueryTerm::Kind::kImage, image, 1.0f, nullptr}}, against);
+    const QueryResult stored = query({{QueryTerm::Kind::kIndexed, image, 1.0f, nullptr}}, against);
+    ASSERT_EQ(stored.hits.size(), from_image.hits.size()) << to_string(against);
+    EXPECT_EQ(stored.phases.forward_ms, 0.0);
+    for (std::size_t i = 0; i < stored.hits.size(); ++i) {
+      EXPECT_EQ(stored.hits[i].path, from_image.hits[i].path) << to_string(against);
+      // The store keeps fp16 vectors; the query image's are fp32.
+      EXPECT_NEAR(stored.hits[i].score, from_image.hits[i].score, 2e-3) << to_string(against);
+      EXPECT_NE(fs::path(stored.hits[i].path).filename(), "p2.png");
+    }
+  }
+  const auto [kind, message] = error_of([&] {
+    query({{QueryTerm::Kind::kIndexed, (*photos_ / "nope.png").string(), 1.0f, nullptr}});
+  });
+  EXPECT_EQ(kind, ErrorKind::kInput);
+  EXPECT_NE(message.find("not indexed"), std::string::npos) << message;
+}
+
+// An uploaded image comes decoded; it is not a file of the folder, so nothing is left out.
+TEST_F(QueryTest, DecodedPixelsAreAQueryImage) {
+  const std::string image = (*photos_ / "p3.png").string();
+  auto pixels = std::make_shared<RgbImage>(decode_image(image));
+  const QueryResult result = query({{QueryTerm::Kind::kImage, "upload.png", 1.0f, pixels}});
+  ASSERT_EQ(result.hits.size(), 4u);
+  EXPECT_EQ(fs::path(result.hits[0].path).filename(), "p3.png");
+  EXPECT_NEAR(result.hits[0].score, 1.0f, 2e-3);
+}
