@@ -30,7 +30,7 @@ enum ExitCode : int {
 struct GlobalOptions {
   std::string models_dir;  // --models
   int threads = 0;         // --threads, 0 = all cores
-  std::string dtype;  // --dtype; resolved to "fp32" or "bf16" before any command runs
+  std::string dtype;       // --dtype; resolved to "fp32" or "bf16" before any command runs
   bool verbose = false;
   bool quiet = false;
   bool no_verify = false;  // --no-verify: skip bundle sha256 checks

@@ -53,8 +53,7 @@ int main(int argc, char** argv) {
       register_query(app, global),  register_simmatrix(app, global),
       register_eval(app, global),   register_translate(app, global),
       register_import(app, global), register_export_vectors(app, global),
-      register_ann(app, global),
-      register_serve(app, global),
+      register_ann(app, global),    register_serve(app, global),
   };
   // Global options are accepted on either side of the subcommand, and each subcommand's help
   // lists them.
