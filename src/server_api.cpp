@@ -280,7 +280,9 @@ void Server::Impl::add_api_routes() {
     std::vector<ScopedHit> hits;
     // A category filter is applied to a ranking that is widened (x4 each round) until it holds
     // enough hits of those categories or the whole folder was ranked.
-    std::int64_t ask = categories.empty() ? wanted : std::max<std::int64_t>(wanted * 4, 64);
+    // One more than asked for: whether it exists is the answer's "more".
+    std::int64_t ask =
+        categories.empty() ? wanted + 1 : std::max<std::int64_t>((wanted + 1) * 4, 64);
     for (;;) {
       hits.clear();
       searched = 0;
@@ -312,7 +314,7 @@ void Server::Impl::add_api_routes() {
         }
       }
       exhausted = all_exhausted;
-      if (categories.empty() || exhausted || static_cast<std::int64_t>(hits.size()) >= wanted ||
+      if (categories.empty() || exhausted || static_cast<std::int64_t>(hits.size()) > wanted ||
           ask >= options.limits.max_k * 64) {
         break;
       }
@@ -334,8 +336,7 @@ void Server::Impl::add_api_routes() {
     body["searched"] = searched;
     body["offset"] = query.offset;
     body["k"] = query.k;
-    body["more"] = static_cast<std::int64_t>(hits.size()) > wanted ||
-                   (!exhausted && static_cast<std::int64_t>(hits.size()) >= wanted);
+    body["more"] = static_cast<std::int64_t>(hits.size()) > wanted;
     body["proven_exact"] = proven_exact;
     body["approximate"] = approximate;
     body["terms"] = json::array();

@@ -86,6 +86,11 @@ def test_text_query_finds_the_dish_with_scores_captions_and_paging(served):
     get = served.json("/api/query?" + urllib.parse.urlencode({"text": "a pizza with basil",
                                                               "k": 5}))
     assert names(get) == names(answer)
+    # "more" is exact: the last page of all 69 files says there is nothing after it.
+    assert served.json("/api/query", {"text": "a pizza", "k": 68})["more"] is True
+    last = served.json("/api/query", {"text": "a pizza", "k": 69})
+    assert len(last["results"]) == 69 and last["more"] is False
+    assert served.json("/api/query", {"text": "a pizza", "k": 9, "offset": 60})["more"] is False
     # A threshold above every score leaves nothing, and says so.
     none = served.json("/api/query", {"text": "a pizza with basil", "threshold": 10})
     assert none["results"] == [] and none["more"] is False
