@@ -103,9 +103,8 @@ std::optional<fs::path> Server::Impl::root_of(const std::string& path) const {
 }
 
 void Server::Impl::add_routes() {
-  const bool loopback = is_loopback_host(options.host);
   http.set_pre_routing_handler(
-      [this, loopback](const httplib::Request& request, httplib::Response& response) {
+      [this](const httplib::Request& request, httplib::Response& response) {
         ++requests;
         // Without a token, only loopback names are answered: a page elsewhere that rebinds its own
         // name to 127.0.0.1 sends its own Host, and is refused here.
@@ -119,7 +118,6 @@ void Server::Impl::add_routes() {
             return httplib::Server::HandlerResponse::Handled;
           }
         }
-        (void)loopback;
         if (request.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
         double retry_after = 0;
         if (!rate.allow(request.remote_addr, retry_after)) {
