@@ -12,6 +12,7 @@ if (params.get("token")) {
   history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
 }
 
+let weightTimer = 0;  // the slider searches once it rests for 250 ms
 const state = {
   image: null,      // File of the query image
   imageUrl: "",     // its object URL, for the chip
@@ -109,6 +110,7 @@ async function search(offset = 0) {
     return;
   }
   if (query.rerank && query.against !== "image") delete query.rerank;
+  clearTimeout(weightTimer);  // a slider move still waiting would redo this search later
   state.busy = true;
   const seq = ++state.seq;  // only the latest search may fill the grid
   setStatus("Searching…");
@@ -317,7 +319,6 @@ $("drop").addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key ==
 $("file").addEventListener("change", () => { if ($("file").files.length) setImage($("file").files[0]); });
 $("image-clear").addEventListener("click", () => { clearImage(); search(0); });
 $("similar-clear").addEventListener("click", () => { state.similar = null; showChips(); search(0); });
-let weightTimer = 0;
 $("weight").addEventListener("input", () => { clearTimeout(weightTimer); weightTimer = setTimeout(() => search(0), 250); });
 $("search").addEventListener("submit", (e) => {
   e.preventDefault();
