@@ -631,6 +631,26 @@ ImageSniff sniff_image_file(const std::filesystem::path& path) {
   return {ImageSniff::Kind::kImage, ""};
 }
 
+const char* image_mime_type(const std::uint8_t* data, std::size_t size) {
+  switch (image_detail::sniff_format(data, size)) {
+    case ImageFormat::kJpeg:
+      return "image/jpeg";
+    case ImageFormat::kPng:
+      return "image/png";
+    case ImageFormat::kGif:
+      return "image/gif";
+    case ImageFormat::kBmp:
+      return "image/bmp";
+    case ImageFormat::kTiff:
+      return "image/tiff";
+    case ImageFormat::kWebp:
+      return "image/webp";
+    case ImageFormat::kUnknown:
+      break;
+  }
+  return "application/octet-stream";
+}
+
 bool looks_like_image(const std::filesystem::path& path) {
   return sniff_image_file(path).kind == ImageSniff::Kind::kImage;
 }

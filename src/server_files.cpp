@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "mmsearch/image.h"
 #include "mmsearch/thumbnail.h"
 #include "server_impl.h"
 
@@ -205,22 +206,8 @@ void Server::Impl::add_file_routes() {
     if (!in) throw HttpError(404, file.string() + ": cannot be read");
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     // The type from the content: the file was indexed because its bytes are an image.
-    std::string mime = "application/octet-stream";
-    const auto starts = [&](const char* magic, std::size_t n) {
-      return bytes.size() >= n && std::equal(magic, magic + n, bytes.begin());
-    };
-    if (starts("\xff\xd8\xff", 3))
-      mime = "image/jpeg";
-    else if (starts("\x89PNG", 4))
-      mime = "image/png";
-    else if (starts("GIF8", 4))
-      mime = "image/gif";
-    else if (starts("BM", 2))
-      mime = "image/bmp";
-    else if (starts("RIFF", 4) && bytes.size() > 12 && bytes.compare(8, 4, "WEBP") == 0)
-      mime = "image/webp";
-    else if (starts("II*\0", 4) || starts("MM\0*", 4))
-      mime = "image/tiff";
+    const char* mime =
+        image_mime_type(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
     response.set_header("Cache-Control", "private, max-age=60");
     response.set_content(std::move(bytes), mime);
   });

@@ -54,6 +54,10 @@ RgbImage decode_image_from_memory(const std::uint8_t* data, std::size_t size,
 // content, not by extension). Never throws; unreadable files return false.
 bool looks_like_image(const std::filesystem::path& path);
 
+// The MIME type of an image's bytes by the same signatures decoding uses ("image/jpeg", ...),
+// "application/octet-stream" for anything else.
+const char* image_mime_type(const std::uint8_t* data, std::size_t size);
+
 // Whether a name ends in an image extension (.jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp,
 // any case): such a file that is not an image is reported, where other non-images are ignored.
 bool has_image_extension(const std::filesystem::path& path);

@@ -553,3 +553,17 @@ TEST(ImageDecode, CorruptInputsGiveCleanErrors) {
 }
 
 }  // namespace
+
+// serve's /api/file names a file's type by the signatures decoding uses.
+TEST(ImageMimeType, FromTheSameSignaturesAsDecoding) {
+  auto type_of = [](const std::string& bytes) {
+    return std::string(mmsearch::image_mime_type(
+        reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  };
+  EXPECT_EQ(type_of("\xff\xd8\xff\xe0"), "image/jpeg");
+  EXPECT_EQ(type_of("\x89PNG\r\n\x1a\n...."), "image/png");
+  EXPECT_EQ(type_of("GIF89a......"), "image/gif");
+  EXPECT_EQ(type_of(std::string("RIFF\0\0\0\0WEBPVP8 ", 16)), "image/webp");
+  EXPECT_EQ(type_of("BM hello, a text file"), "application/octet-stream");
+  EXPECT_EQ(type_of(""), "application/octet-stream");
+}
