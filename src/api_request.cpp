@@ -1,5 +1,7 @@
 #include "mmsearch/api_request.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -120,37 +122,25 @@ std::string decode_base64(std::string_view text) {
     text.remove_prefix(comma + 1);
   }
   while (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  auto value_of = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
   if (text.size() % 4 == 1) bad("base64 text has a stray last character");
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 2);
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const int value = value_of(text[i]);
-    if (value < 0) bad("base64 text has an invalid character at offset " + std::to_string(i));
-    bits = (bits << 6) | static_cast<std::uint32_t>(value);
-    if (++count == 4) {
-      out.push_back(static_cast<char>((bits >> 16) & 0xff));
-      out.push_back(static_cast<char>((bits >> 8) & 0xff));
-      out.push_back(static_cast<char>(bits & 0xff));
-      bits = 0;
-      count = 0;
-    }
+  static const char* const kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_";
+  if (const auto bad_at = text.find_first_not_of(kAlphabet); bad_at != std::string_view::npos) {
+    bad("base64 text has an invalid character at offset " + std::to_string(bad_at));
   }
-  if (count == 3) {
-    out.push_back(static_cast<char>((bits >> 10) & 0xff));
-    out.push_back(static_cast<char>((bits >> 2) & 0xff));
-  } else if (count == 2) {
-    out.push_back(static_cast<char>((bits >> 4) & 0xff));
-  }
+  // OpenSSL decodes the standard alphabet in whole quads: the URL-safe letters are mapped and
+  // the padding put back, and the zero bytes it decodes for the padding are dropped.
+  std::string padded(text);
+  std::replace(padded.begin(), padded.end(), '-', '+');
+  std::replace(padded.begin(), padded.end(), '_', '/');
+  const std::size_t padding = (4 - padded.size() % 4) % 4;
+  padded.append(padding, '=');
+  std::string out(padded.size() / 4 * 3, '\0');
+  const int written = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                      reinterpret_cast<const unsigned char*>(padded.data()),
+                                      static_cast<int>(padded.size()));
+  if (written < 0) bad("base64 text could not be decoded");
+  out.resize(static_cast<std::size_t>(written) - padding);
   return out;
 }
 

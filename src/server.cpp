@@ -1,6 +1,7 @@
 // `mmsearch serve`: sockets, the security checks every request passes, the page and shutdown.
 // The endpoints are in server_api.cpp and server_files.cpp.
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -14,14 +15,10 @@ namespace fs = std::filesystem;
 namespace mmsearch {
 namespace {
 
-// Compares without stopping at the first difference, so the time taken says nothing of a token.
+// Compares in time that depends on the lengths only, so timing says nothing of a token.
 bool same_secret(const std::string& given, const std::string& expected) {
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (std::size_t i = 0; i < given.size(); ++i) {
-    diff |= static_cast<unsigned char>(given[i] ^
-                                       expected[i % std::max<std::size_t>(1, expected.size())]);
-  }
-  return diff == 0;
+  return given.size() == expected.size() &&
+         CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
 }
 
 // "host:port", "[v6]:port" or "host" → host.

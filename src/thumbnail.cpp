@@ -6,25 +6,19 @@
 #include <vector>
 
 #include "mmsearch/error.h"
+#include "render_internal.h"
 
 namespace mmsearch {
 namespace {
-
-// A BGR copy, which is what OpenCV's encoders take.
-cv::Mat to_bgr(const RgbImage& image) {
-  const cv::Mat rgb(image.height, image.width, CV_8UC3,
-                    const_cast<std::uint8_t*>(image.pixels.data()));
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
-}
 
 std::string encode(const RgbImage& image, const char* extension, const std::vector<int>& params) {
   if (image.width <= 0 || image.height <= 0) {
     throw Error(ErrorKind::kInternal, "cannot encode an empty image");
   }
+  const cv::Mat bgr = render_detail::bgr_from_rgb(image);
+  if (bgr.empty()) throw Error(ErrorKind::kInternal, "cannot encode an image of inconsistent size");
   std::vector<std::uint8_t> bytes;
-  if (!cv::imencode(extension, to_bgr(image), bytes, params)) {
+  if (!cv::imencode(extension, bgr, bytes, params)) {
     throw Error(ErrorKind::kInternal, std::string("OpenCV could not encode a ") + extension);
   }
   return std::string(bytes.begin(), bytes.end());

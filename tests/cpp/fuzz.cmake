@@ -111,4 +111,4 @@ mmsearch_add_fuzz_target(fuzz_weight_layout
 # The body of `POST /api/query` (mmsearch serve) and its base64 reader.
 mmsearch_add_fuzz_target(fuzz_api_query
   SOURCES api_request.cpp rules.cpp text_unicode.cpp
-  LIBS nlohmann_json::nlohmann_json PkgConfig::ICU)
+  LIBS nlohmann_json::nlohmann_json PkgConfig::ICU OpenSSL::Crypto)
