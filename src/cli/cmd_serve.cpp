@@ -75,6 +75,9 @@ class WarmModels {
       encoder = open_encoder(global_, bundle);
       encoder->load_modules(false, true, false);
     }
+    // Clients choose the folders, so the remembered resolutions are bounded; the encoders
+    // themselves stay loaded.
+    if (by_scope_.size() >= kRememberedScopes) by_scope_.clear();
     by_scope_[key] = encoder;
     return encoder;
   }
@@ -119,6 +122,7 @@ class WarmModels {
   }
 
  private:
+  static constexpr std::size_t kRememberedScopes = 4096;
   const GlobalOptions& global_;
   const std::string default_model_;
   std::mutex mutex_;
