@@ -49,10 +49,7 @@ function setStatus(text, isError = false) {
 }
 
 function option(select, value, label) {
-  const o = document.createElement("option");
-  o.value = value;
-  o.textContent = label;
-  select.appendChild(o);
+  select.append(element("option", { value, textContent: label }));
 }
 
 async function loadChoices() {
@@ -148,70 +145,43 @@ async function search(offset = 0) {
   }
 }
 
+// An element with its properties (className, textContent, title, ...) and children.
+function element(tag, properties = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), properties);
+  node.append(...children);
+  return node;
+}
+
 function addCard(hit) {
   state.results.push(hit);
-  const li = document.createElement("li");
-  li.className = "card";
-  li.tabIndex = 0;
+  const label = hit.caption_en || hit.caption || hit.name;
+  const li = element("li", { className: "card", tabIndex: 0 });
   li.dataset.path = hit.path;
   li.dataset.name = hit.name;
-  li.setAttribute("aria-label", `${hit.rank}. ${hit.caption_en || hit.caption || hit.name}, score ${hit.score.toFixed(3)}`);
-  const thumb = document.createElement("div");
-  thumb.className = "thumb";
-  const img = document.createElement("img");
-  img.loading = "lazy";
-  img.alt = hit.caption_en || hit.caption || hit.name;
-  img.src = withToken(hit.thumbnail);
-  const score = document.createElement("span");
-  score.className = "score";
-  score.textContent = hit.score.toFixed(3) + (hit.itm !== undefined ? " ITM" : "");
-  score.title = hit.itm !== undefined ? `ITM ${hit.itm.toFixed(3)} + ITC ${hit.itc.toFixed(3)}` : "similarity";
-  const rank = document.createElement("span");
-  rank.className = "rank";
-  rank.textContent = "#" + hit.rank;
-  thumb.append(img, score, rank);
-  const body = document.createElement("div");
-  body.className = "body";
+  li.setAttribute("aria-label", `${hit.rank}. ${label}, score ${hit.score.toFixed(3)}`);
+  const reranked = hit.itm !== undefined;
+  const thumb = element("div", { className: "thumb" },
+    element("img", { loading: "lazy", alt: label, src: withToken(hit.thumbnail) }),
+    element("span", {
+      className: "score",
+      textContent: hit.score.toFixed(3) + (reranked ? " ITM" : ""),
+      title: reranked ? `ITM ${hit.itm.toFixed(3)} + ITC ${hit.itc.toFixed(3)}` : "similarity",
+    }),
+    element("span", { className: "rank", textContent: "#" + hit.rank }));
+  const body = element("div", { className: "body" });
   if (hit.caption_en || hit.caption) {
-    const caption = document.createElement("div");
-    caption.className = "caption";
-    caption.textContent = hit.caption_en || hit.caption;
-    body.appendChild(caption);
+    body.append(element("div", { className: "caption", textContent: hit.caption_en || hit.caption }));
     if (hit.caption_en && hit.caption) {
-      const original = document.createElement("div");
-      original.className = "original";
-      original.textContent = hit.caption;
-      body.appendChild(original);
+      body.append(element("div", { className: "original", textContent: hit.caption }));
     }
   }
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  if (hit.category) {
-    const category = document.createElement("span");
-    category.className = "category";
-    category.textContent = hit.category;
-    meta.appendChild(category);
-  }
-  const path = document.createElement("span");
-  path.className = "path";
-  path.textContent = hit.relative || hit.path;
-  path.title = hit.path;
-  meta.appendChild(path);
-  body.appendChild(meta);
-  const actions = document.createElement("div");
-  actions.className = "actions";
-  const like = document.createElement("button");
-  like.type = "button";
-  like.textContent = "More like this";
-  like.className = "like";
-  const open = document.createElement("a");
-  open.href = withToken(hit.file);
-  open.target = "_blank";
-  open.rel = "noopener";
-  open.textContent = "Open";
+  const meta = element("div", { className: "meta" });
+  if (hit.category) meta.append(element("span", { className: "category", textContent: hit.category }));
+  meta.append(element("span", { className: "path", textContent: hit.relative || hit.path, title: hit.path }));
+  const open = element("a", { href: withToken(hit.file), target: "_blank", rel: "noopener", textContent: "Open" });
   open.addEventListener("click", (e) => e.stopPropagation());
-  actions.append(like, open);
-  body.appendChild(actions);
+  body.append(meta, element("div", { className: "actions" },
+    element("button", { type: "button", className: "like", textContent: "More like this" }), open));
   li.append(thumb, body);
   li.addEventListener("click", () => moreLikeThis(hit));
   $("grid").appendChild(li);
