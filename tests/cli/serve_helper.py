@@ -71,6 +71,16 @@ class Served:
         assert status == expect, f"{path} gave {status}, expected {expect}: {data[:2000]!r}"
         return json.loads(data)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        """Stops the server; when the block passed, it must have exited 0."""
+        code, log = self.stop()
+        if kind is None:
+            assert code == 0, log
+        return False
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -235,9 +235,8 @@ def test_bad_requests_get_400_with_the_reason(served, body, fragment):
 
 def test_oversized_upload_and_pixel_bomb(served, mmsearch_bin, tiny_models, tmp_path):
     # Bodies over --max-upload are refused before they are read in full.
-    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
-                    extra=["--max-upload", "0.05", "--max-upload-pixels", "10000"])
-    try:
+    with Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--max-upload", "0.05", "--max-upload-pixels", "10000"]) as server:
         big = b"x" * 200_000
         status, _, data = server.request("/api/query", big,
                                          headers={"Content-Type": "application/json"})
@@ -250,24 +249,17 @@ def test_oversized_upload_and_pixel_bomb(served, mmsearch_bin, tiny_models, tmp_
         body = {"terms": [{"image_base64": base64.b64encode(buffer.getvalue()).decode()}]}
         bomb = server.json("/api/query", body, expect=400)
         assert "pixels" in bomb["error"]
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
 
 
 def test_rate_limit_answers_429(served, mmsearch_bin, tiny_models):
-    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
-                    extra=["--rate", "2"])
-    try:
+    with Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--rate", "2"]) as server:
         statuses = [server.request("/api/health")[0] for _ in range(40)]
         assert statuses[0] == 200 and 429 in statuses
         status, headers, data = server.request("/api/health")
         assert status == 429 and int(headers["Retry-After"]) >= 1 and b"--rate" in data
         # The page itself is not rate limited (only /api/).
         assert server.request("/")[0] == 200
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
 
 
 def test_concurrent_clients_all_get_answers(served):
@@ -305,9 +297,8 @@ def test_a_non_local_bind_needs_a_token(served, mmsearch_bin, tiny_models):
     proc = served.run("serve", served.dishes, "--host", "0.0.0.0", "--port", "0", check=2,
                       timeout=60)
     assert "--token" in proc.stderr
-    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
-                    extra=["--host", "0.0.0.0", "--token", "generate"])
-    try:
+    with Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--host", "0.0.0.0", "--token", "generate"]) as server:
         token = server.token
         assert token and len(token) >= 24 and f"token={token}" in server.info["url"]
         assert server.request("/api/health", headers={"Authorization": "none"})[0] == 401
@@ -322,9 +313,6 @@ def test_a_non_local_bind_needs_a_token(served, mmsearch_bin, tiny_models):
                               headers={"Authorization": "x"})[0] == 401
         # The page loads without the token (it holds nothing private) and then sends it.
         assert server.request("/", headers={"Authorization": "x"})[0] == 200
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
 
 
 def test_the_page_and_its_assets(served):
@@ -374,17 +362,13 @@ def test_picks_up_what_a_concurrent_index_commits(mmsearch_bin, tiny_models, tmp
 
 def test_serving_before_anything_is_indexed(mmsearch_bin, tiny_models, tmp_path):
     dishes = copy_dishes(tmp_path / "dishes")
-    server = Served(mmsearch_bin, tmp_path / "home", [dishes], models=tiny_models)
-    try:
+    with Served(mmsearch_bin, tmp_path / "home", [dishes], models=tiny_models) as server:
         answer = server.json("/api/query", {"text": "a pizza"}, expect=404)
         assert "mmsearch index" in answer["error"]
         assert server.json("/api/health")["store"]["exists"] is False
         Runner(mmsearch_bin, tmp_path / "home", tiny_models)("index", dishes, "--model", MODEL,
                                                              check=0)
         assert server.json("/api/query", {"text": "a pizza", "k": 3})["results"]
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
 
 
 def test_port_in_use_is_a_clear_error(served):
@@ -408,23 +392,18 @@ def test_translated_query(served, mmsearch_bin, tiny_models, tmp_path):
     for entry in tiny_models.iterdir():
         (models / entry.name).symlink_to(entry)
     (models / MARIAN).symlink_to(marian)
-    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=models)
-    try:
+    with Served(mmsearch_bin, served.run.home, [served.dishes], models=models) as server:
         answer = server.json("/api/query", {"text": "una pizza al basilico", "translate": "it",
                                             "k": 3})
         assert answer["terms"][0]["original"] == "una pizza al basilico"
         assert len(answer["results"]) == 3
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
 
 
 def test_a_client_that_stalls_is_timed_out(served, mmsearch_bin, tiny_models):
     import socket
     import time
-    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
-                    extra=["--timeout", "1"])
-    try:
+    with Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--timeout", "1"]) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
         start = time.monotonic()
@@ -434,9 +413,6 @@ def test_a_client_that_stalls_is_timed_out(served, mmsearch_bin, tiny_models):
         sock.close()
         # Other clients are served meanwhile and after.
         assert server.json("/api/health")["status"] == "ok"
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
 
 
 def test_serve_model_option(served, mmsearch_bin, tiny_models):
@@ -444,12 +420,8 @@ def test_serve_model_option(served, mmsearch_bin, tiny_models):
                       timeout=60)
     assert "--model" in proc.stderr and "no-such-model" in proc.stderr
     # A --model the folder was not indexed with: requests naming none get a clear 404.
-    server = Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
-                    extra=["--model", "blip-base"])
-    try:
+    with Served(mmsearch_bin, served.run.home, [served.dishes], models=tiny_models,
+                    extra=["--model", "blip-base"]) as server:
         answer = server.json("/api/query", {"text": "a pizza"}, expect=404)
         assert "blip-base" in answer["error"] and "mmsearch index" in answer["error"]
         assert server.json("/api/query", {"text": "a pizza", "model": MODEL, "k": 2})["results"]
-    finally:
-        code, log = server.stop()
-    assert code == 0, log
